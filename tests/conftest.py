@@ -1,0 +1,31 @@
+"""Shared test setup: offline, CPU, deterministic, small."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+PARITY_DIR = os.environ.get(
+    "TFCLIP_PARITY_DIR",
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "parity"),
+)
+
+
+@pytest.fixture(scope="session")
+def parity_dir() -> str:
+    """Folder of the authors' reference vectors (../shared/parity beside the checkout)."""
+    if not os.path.isdir(PARITY_DIR):
+        pytest.fail(f"parity vectors not found at {PARITY_DIR}; set TFCLIP_PARITY_DIR")
+    return PARITY_DIR
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+    yield
