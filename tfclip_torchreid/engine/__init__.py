@@ -1,1 +1,5 @@
-"""See the modules of this package."""
+"""Training and evaluation: the VideoV2M engine (a torchreid Engine), checkpoints, distributed."""
+
+from .v2m_engine import VideoV2MEngine
+
+__all__ = ["VideoV2MEngine"]

@@ -1,0 +1,107 @@
+"""Default configuration (yacs), in the style of torchreid's ``scripts/default_config.py``.
+
+Defaults follow the released TF-CLIP code (spec §5-8): ViT-B/16 at 256x128, 8-frame clips with
+the authors' restricted random sampling, 4 ids x 4 tracklets, Adam 5e-6 with a 10-epoch warm-up
+and steps at 30/50 over 60 epochs (the paper's schedule), dense test on the 2048-d feature.
+
+Example:
+    >>> cfg = get_default_config()
+    >>> cfg.model.name
+    'tfclip_vitb16'
+"""
+
+from __future__ import annotations
+
+from yacs.config import CfgNode as CN
+
+
+def get_default_config() -> CN:
+    cfg = CN()
+
+    cfg.model = CN()
+    cfg.model.name = "tfclip_vitb16"
+    cfg.model.pretrained = "openai"  # "openai" (open_clip cache), a local file, or "" for random
+    cfg.model.sie_coe = 1.0
+    cfg.model.use_sie = True
+    cfg.model.use_memory = True  # CLIP-Memory + V2M
+    cfg.model.use_ssp = True
+    cfg.model.ssp_form = "released"  # released | paper
+    cfg.model.ssp_layers = 2
+    cfg.model.temporal = "tmd"  # tmd | tap | conv1d | transf | transf_cls
+    cfg.model.tmd_detach = True
+    cfg.model.test_feature = "released"  # released (2048) | paper (512+768) | after (BN 768+512)
+    cfg.model.v2m = "released"  # released (CE on dot products) | paper (Eq. 10)
+    cfg.model.stride = 16
+    cfg.model.grad_checkpointing = False
+    cfg.model.compile = False
+    cfg.model.load_weights = ""  # weights to load before training/evaluation
+
+    cfg.data = CN()
+    cfg.data.root = "reid-data"
+    cfg.data.sources = ["mars"]
+    cfg.data.targets = []
+    cfg.data.synthetic = False  # generate a synthetic dataset under root if absent
+    cfg.data.workers = 4
+    cfg.data.split_id = 0
+    cfg.data.all_splits = False  # iLIDS-VID/PRID: run every split and report mean and each
+    cfg.data.height = 256
+    cfg.data.width = 128
+    cfg.data.seq_len = 8
+    cfg.data.train_sample_method = "rrs"
+    cfg.data.test_sample_method = "dense"  # dense | rrs_test
+    cfg.data.norm = "imagenet"  # imagenet (the authors') | clip
+    cfg.data.erasing = "authors"  # authors | torchreid | none
+    cfg.data.flip = True
+    cfg.data.gallery_includes_query = "auto"  # auto (MARS, LS-VID: yes) | yes | no
+    cfg.data.save_dir = "log"
+
+    cfg.sampler = CN()
+    cfg.sampler.num_instances = 4
+
+    cfg.train = CN()
+    cfg.train.lr = 5e-6
+    cfg.train.weight_decay = 1e-4
+    cfg.train.weight_decay_bias = 1e-4
+    cfg.train.bias_lr_factor = 2.0
+    cfg.train.large_fc_lr = True
+    cfg.train.fc_lr_factor = 10.0
+    cfg.train.temporal_lr_factor = 1.0
+    cfg.train.max_epoch = 60
+    cfg.train.start_epoch = 0
+    cfg.train.batch_size = 16
+    cfg.train.warmup_epochs = 10
+    cfg.train.warmup_factor = 0.1
+    cfg.train.milestones = [30, 50]
+    cfg.train.gamma = 0.1
+    cfg.train.print_freq = 20
+    cfg.train.seed = 1234
+    cfg.train.amp = "auto"  # auto (bf16 on GPU, fp32 on CPU) | bf16 | fp16 | off
+    cfg.train.grad_clip = 0.0
+    cfg.train.resume = ""  # a checkpoint path, or "auto" for <save_dir>/checkpoints/latest.pth
+    cfg.train.checkpoint_every = 1
+    cfg.train.memory_cache_dir = ""  # "" = ~/.cache/tfclip_torchreid/clip_memory; "none" = off
+
+    cfg.loss = CN()
+    cfg.loss.id_weight = 0.25
+    cfg.loss.triplet_weight = 1.0
+    cfg.loss.v2m_weight = 1.0
+    cfg.loss.frame_weight = 1.0
+    cfg.loss.margin = 0.3
+    cfg.loss.label_smooth = True
+
+    cfg.test = CN()
+    cfg.test.batch_size = 32
+    cfg.test.max_clips_per_forward = 64
+    cfg.test.dist_metric = "euclidean"
+    cfg.test.normalize_feature = True
+    cfg.test.ranks = [1, 5, 10, 20]
+    cfg.test.evaluate = False
+    cfg.test.eval_freq = -1
+    cfg.test.start_eval = 0
+    cfg.test.eval_before_train = False
+    cfg.test.rerank = False
+    cfg.test.visrank = False
+    cfg.test.visrank_topk = 10
+
+    cfg.use_gpu = True
+    return cfg
