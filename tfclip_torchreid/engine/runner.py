@@ -325,16 +325,27 @@ def run_all_splits(cfg: CfgNode) -> dict[str, Any]:
     return {"splits": per_split, "mean": mean}
 
 
+class ConsoleLogger(compat.utils.Logger):
+    """torchreid's console + file ``Logger``, except that closing it (also at garbage collection)
+    closes only its file, not the console it writes through (torchreid's closes ``sys.stdout``)."""
+
+    def close(self) -> None:
+        if self.file is not None and not self.file.closed:
+            self.file.flush()
+            self.file.close()
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
     cfg = config_from_args(args)
     distributed = du.init_distributed()
+    stdout = sys.stdout
     if distributed and not du.is_main_process():
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - only rank 0 logs
-    elif du.is_main_process():
+    else:
         os.makedirs(cfg.data.save_dir, exist_ok=True)
         name = "test.log" if cfg.test.evaluate else "train.log"
-        sys.stdout = compat.utils.Logger(osp.join(cfg.data.save_dir, time.strftime("%Y%m%d-%H%M%S-") + name))
+        sys.stdout = ConsoleLogger(osp.join(cfg.data.save_dir, time.strftime("%Y%m%d-%H%M%S-") + name))
     cfg.freeze()
     print(f"Show configuration\n{cfg}\n")
     print(f"torchreid layout: {compat.LAYOUT} ({compat.ROOT}); world size {du.get_world_size()}")
@@ -342,3 +353,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return run_from_config(cfg)
     finally:
         du.cleanup()
+        logger, sys.stdout = sys.stdout, stdout
+        if logger is not stdout:
+            logger.close()

@@ -213,6 +213,15 @@ class VideoV2MEngine(compat.Engine):
                     osp.join(self.save_dir, "checkpoints", f"epoch_{self.epoch + 1:03d}.pth"),
                 )
 
+    def test(self, *args: Any, **kwargs: Any) -> float:
+        """torchreid's ``Engine.test``, made RNG-neutral: evaluating during training (or not)
+        leaves the training trajectory unchanged, and resumed runs stay exact."""
+        state = ckpt.rng_state()
+        try:
+            return super().test(*args, **kwargs)
+        finally:
+            ckpt.set_rng_state(state)
+
     def forward_backward(self, data: dict) -> OrderedDict:
         """One optimisation step on a batch of clips; returns the logged loss terms."""
         if self._fail_at_batch is not None and self.batch_idx == self._fail_at_batch:
@@ -309,10 +318,11 @@ class VideoV2MEngine(compat.Engine):
         was_training = self.raw_model.training
         self.raw_model.eval()
         t0 = time.time()
-        feats, labels, frames = self._extract(
+        feats, meta, frames = self._extract(
             self._shard(loader), lambda clips, cams: self.raw_model.encode_memory(clips), "CLIP-Memory"
         )
-        feats, labels = all_gather_ordered(feats, labels)
+        feats, meta = all_gather_ordered(feats, meta)
+        labels = meta[:, 1]
         elapsed = time.time() - t0
         self.raw_model.train(was_training)
         bank = aggregate_identity_means(feats.float(), labels, num_classes)

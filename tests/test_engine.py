@@ -1,0 +1,236 @@
+"""VideoV2MEngine: CLIP-Memory init, losses, dense evaluation, checkpoints, exact resume, CLI."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import os.path as osp
+
+import pytest
+import torch
+
+from tfclip_torchreid.config import get_default_config
+from tfclip_torchreid.data.synthetic import make_synthetic_dataset
+from tfclip_torchreid.engine import VideoV2MEngine
+from tfclip_torchreid.engine.checkpoint import load_checkpoint
+from tfclip_torchreid.engine.runner import build_engine, main, run_engine
+from tfclip_torchreid.models.clip_memory import aggregate_identity_means
+
+SIZES = dict(height=64, width=32, num_train_ids=8, num_test_ids=8, num_distractors=40, num_junk=2,
+             min_len=3, max_len=14)
+
+
+@pytest.fixture(scope="module")
+def mars_root(tmp_path_factory) -> str:
+    root = str(tmp_path_factory.mktemp("data"))
+    make_synthetic_dataset("mars", root, seed=0, verbose=False, **SIZES)
+    return root
+
+
+def make_cfg(root: str, save_dir: str, cache: str = "none", **overrides):
+    cfg = get_default_config()
+    cfg.model.name = "tfclip_tiny"
+    cfg.model.pretrained = ""
+    cfg.data.root = root
+    cfg.data.sources = ["mars"]
+    cfg.data.targets = ["mars"]
+    cfg.data.height, cfg.data.width = 64, 32
+    cfg.data.seq_len = 4
+    cfg.data.workers = 0
+    cfg.data.save_dir = save_dir
+    cfg.train.batch_size = 8
+    cfg.sampler.num_instances = 4
+    cfg.train.lr = 1e-4
+    cfg.train.warmup_epochs = 1
+    cfg.train.max_epoch = 2
+    cfg.train.print_freq = 1000
+    cfg.train.memory_cache_dir = cache
+    cfg.train.seed = 7
+    cfg.test.batch_size = 8
+    for key, value in overrides.items():
+        node = cfg
+        *path, last = key.split(".")
+        for p in path:
+            node = getattr(node, p)
+        setattr(node, last, value)
+    return cfg
+
+
+def new_engine(cfg) -> VideoV2MEngine:
+    torch.manual_seed(cfg.train.seed)
+    from tfclip_torchreid import compat
+
+    compat.set_random_seed(cfg.train.seed)
+    return build_engine(cfg)
+
+
+def test_memory_init_equals_independent_identity_means(mars_root, tmp_path):
+    engine = new_engine(make_cfg(mars_root, str(tmp_path / "log")))
+    model = engine.raw_model
+    assert not bool(model.memory.initialized)
+    engine.init_memory()
+    assert bool(model.memory.initialized)
+
+    # independent computation: one tracklet at a time, all dense clips, mean over clips, per id
+    dataset = engine.datamanager.memory_loader.dataset
+    model.eval()
+    sums: dict[int, list] = {}
+    with torch.no_grad():
+        for i in range(len(dataset)):
+            item = dataset[i]
+            clips = item["img"]  # (n, T, 3, H, W)
+            frame_cls = model.encode_memory(clips)  # (n, D): projected CLS averaged over T
+            sums.setdefault(int(item["pid"]), []).append(frame_cls.mean(0))
+    expected = torch.stack([torch.stack(sums[k]).mean(0) for k in range(len(sums))])
+    torch.testing.assert_close(model.memory.bank, expected, atol=1e-5, rtol=1e-5)
+    assert model.memory.bank.shape[0] == engine.datamanager.num_train_pids == 8
+
+
+def test_memory_missing_identity_is_named():
+    feats = torch.randn(4, 3)
+    with pytest.raises(ValueError, match=r"\b2\b"):
+        aggregate_identity_means(feats, torch.tensor([0, 1, 1, 3]), num_classes=4)
+
+
+def test_memory_cache_reused(mars_root, tmp_path, monkeypatch):
+    cache = str(tmp_path / "cache")
+    cfg = make_cfg(mars_root, str(tmp_path / "log"), cache=cache)
+    e1 = new_engine(cfg)
+    e1.init_memory()
+    files = glob.glob(osp.join(cache, "*.pth"))
+    assert len(files) == 1 and e1.memory_cache_key in files[0]
+
+    e2 = new_engine(cfg)  # same seed -> same random encoder -> same key
+
+    def _fail():
+        raise AssertionError("the cached CLIP-Memory should have been reused")
+
+    monkeypatch.setattr(e2, "compute_memory", _fail)
+    e2.init_memory()
+    torch.testing.assert_close(e2.raw_model.memory.bank, e1.raw_model.memory.bank, atol=0, rtol=0)
+
+    # other extraction settings -> another key
+    e3 = new_engine(make_cfg(mars_root, str(tmp_path / "log3"), cache=cache, **{"data.seq_len": 6}))
+    assert e3.compute_memory_cache_key() != e1.memory_cache_key
+
+
+def _final_state(engine: VideoV2MEngine) -> dict:
+    return {k: v.clone() for k, v in engine.raw_model.state_dict().items()}
+
+
+def test_train_resume_after_interrupted_epoch_is_exact(mars_root, tmp_path):
+    # uninterrupted: 2 epochs
+    cfg_a = make_cfg(mars_root, str(tmp_path / "a"))
+    ea = new_engine(cfg_a)
+    ea.run(save_dir=cfg_a.data.save_dir, max_epoch=2, print_freq=1000, normalize_feature=True)
+    ref = _final_state(ea)
+
+    # interrupted during epoch 2, then resumed from the end-of-epoch-1 checkpoint
+    cfg_b = make_cfg(mars_root, str(tmp_path / "b"))
+    eb = new_engine(cfg_b)
+    eb.run(save_dir=cfg_b.data.save_dir, max_epoch=1, print_freq=1000, normalize_feature=True)
+    eb._fail_at_batch = 1
+    with pytest.raises(KeyboardInterrupt):
+        eb.run(save_dir=cfg_b.data.save_dir, max_epoch=2, start_epoch=1, print_freq=1000)
+    latest = osp.join(cfg_b.data.save_dir, "checkpoints", "latest.pth")
+    state = torch.load(latest, map_location="cpu", weights_only=True)  # loadable weights-only
+    assert state["epoch"] == 1 and set(state) >= {"state_dict", "optimizer", "scheduler", "rng"}
+
+    ec = new_engine(cfg_b)
+    torch.manual_seed(12345)  # the resumed run must not depend on the RNG state it starts with
+    start = ec.resume(latest)
+    assert start == 1
+    ec.run(save_dir=cfg_b.data.save_dir, max_epoch=2, start_epoch=start, print_freq=1000, normalize_feature=True)
+    got = _final_state(ec)
+    assert set(got) == set(ref)
+    for k in ref:
+        torch.testing.assert_close(got[k], ref[k], atol=0, rtol=0, msg=f"{k} differs after resume")
+    assert glob.glob(osp.join(cfg_b.data.save_dir, "checkpoints", "epoch_002.pth"))
+    assert not glob.glob(osp.join(cfg_b.data.save_dir, "checkpoints", ".tmp-*"))
+
+
+def test_training_logs_every_loss_term(mars_root, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = make_cfg(mars_root, str(tmp_path / "log"), **{"train.max_epoch": 1})
+    engine = new_engine(cfg)
+    engine.run(save_dir=cfg.data.save_dir, max_epoch=1, print_freq=1, normalize_feature=True)
+    acc = EventAccumulator(cfg.data.save_dir)
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    for term in ("loss_id", "loss_tri", "loss_v2m", "loss_frame"):
+        assert f"Train/{term}" in tags, tags
+    assert "Test/mars/mAP" in tags
+
+
+def test_dense_evaluation_protocols(mars_root, tmp_path):
+    cfg = make_cfg(mars_root, str(tmp_path / "log"))
+    engine = new_engine(cfg)
+    dm = engine.datamanager
+    n_q = len(dm.test_dataset["mars"]["query"])
+    n_g = len(dm.test_dataset["mars"]["gallery"])  # query + gallery (MARS default)
+    rank1 = engine.test(normalize_feature=True)
+    res = engine.results["mars"]
+    mAP = res["mAP"]
+    assert res["R1"] == rank1
+    assert res["num_query"] == n_q and res["num_gallery"] == n_g
+    assert 0.0 <= mAP <= 1.0 and 0.0 <= rank1 <= 1.0 and res["mINP"] <= mAP + 1e-9
+
+    # torchreid's gallery (query not added)
+    cfg2 = make_cfg(mars_root, str(tmp_path / "log2"), **{"data.gallery_includes_query": "no"})
+    e2 = new_engine(cfg2)
+    e2.test(normalize_feature=True)
+    assert e2.results["mars"]["num_gallery"] == n_g - n_q
+
+    # features: dense mean over clips equals the mean of per-clip features
+    qloader = dm.test_loader["mars"]["query"]
+    feats, pids, camids = engine.extract_tracklet_features(qloader)
+    item = qloader.dataset[0]
+    engine.raw_model.eval()
+    with torch.no_grad():
+        clip_f = engine.raw_model(item["img"], cam_label=torch.full((item["img"].shape[0],), item["camid"]))
+    torch.testing.assert_close(feats[0], clip_f.mean(0), atol=1e-5, rtol=1e-5)
+    assert pids[0] == item["pid"] and camids[0] == item["camid"]
+
+
+def test_cli_train_then_evaluate_only(mars_root, tmp_path):
+    save = str(tmp_path / "cli")
+    args = [
+        "--arch", "tfclip_tiny", "--sources", "mars", "--root", mars_root, "--save-dir", save,
+        "model.pretrained", "", "data.height", "64", "data.width", "32", "data.seq_len", "4",
+        "data.workers", "0", "train.batch_size", "8", "train.max_epoch", "1",
+        "train.memory_cache_dir", "none", "test.batch_size", "8",
+    ]
+    out = main(args)
+    assert "mars" in out["after"]
+    with open(osp.join(save, "results.json")) as f:
+        row = json.load(f)
+    assert row["model"] == "tfclip_tiny" and 0 <= row["mAP"] <= 1 and row["gallery_includes_query"]
+    weights = osp.join(save, "checkpoints", "latest.pth")
+    ev = main(["--evaluate-only", "--weights", weights, *args[:-2], "test.batch_size", "4"])
+    assert ev["after"]["mars"]["mAP"] == pytest.approx(out["after"]["mars"]["mAP"], abs=1e-6)
+    assert glob.glob(osp.join(save, "*test.log"))
+
+
+def test_cli_errors_are_actionable(tmp_path):
+    with pytest.raises(ValueError, match="--weights"):
+        main(["--arch", "tfclip_tiny", "--evaluate-only", "--root", str(tmp_path)])
+    with pytest.raises(FileNotFoundError, match="mars"):
+        cfg = make_cfg(str(tmp_path / "nowhere"), str(tmp_path / "log"))
+        run_engine(cfg, build_engine(cfg))
+    with pytest.raises(FileNotFoundError, match="config"):
+        main(["--config-file", str(tmp_path / "missing.yaml")])
+
+
+def test_bad_frame_names_the_file(mars_root, tmp_path):
+    import shutil
+
+    root = str(tmp_path / "copy")
+    shutil.copytree(mars_root, root)
+    engine = new_engine(make_cfg(root, str(tmp_path / "log")))
+    path = engine.datamanager.memory_loader.dataset.tracklets[0][0][0]
+    with open(path, "wb") as f:
+        f.write(b"not a jpeg")
+    with pytest.raises(RuntimeError, match=os.path.basename(path)):
+        engine.init_memory()
