@@ -43,6 +43,7 @@ setup(
     license="MIT",
     python_requires=">=3.9",
     packages=find_packages(include=["tfclip_torchreid", "tfclip_torchreid.*"]),
+    package_data={"tfclip_torchreid.models": ["model_configs/*.json"]},
     install_requires=INSTALL_REQUIRES,
     extras_require={"test": ["pytest>=7", "ruff"]},
     keywords=["person re-identification", "video reid", "CLIP", "torchreid"],

@@ -31,7 +31,7 @@ def get_default_config() -> CN:
     cfg.model.tmd_detach = True
     cfg.model.test_feature = "released"  # released (2048) | paper (512+768) | after (BN 768+512)
     cfg.model.v2m = "released"  # released (CE on dot products) | paper (Eq. 10)
-    cfg.model.stride = 16
+    cfg.model.stride = 0  # 0: the architecture's own (16; 12 for tfclip_vitb16_s12)
     cfg.model.grad_checkpointing = False
     cfg.model.compile = False
     cfg.model.load_weights = ""  # weights to load before training/evaluation
@@ -41,6 +41,8 @@ def get_default_config() -> CN:
     cfg.data.sources = ["mars"]
     cfg.data.targets = []
     cfg.data.synthetic = False  # generate a synthetic dataset under root if absent
+    # sizes for the synthetic generator (num_train_ids, num_test_ids, height, width, ...)
+    cfg.data.synthetic_sizes = CN(new_allowed=True)
     cfg.data.workers = 4
     cfg.data.split_id = 0
     cfg.data.all_splits = False  # iLIDS-VID/PRID: run every split and report mean and each

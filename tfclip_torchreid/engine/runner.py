@@ -109,7 +109,8 @@ def ensure_synthetic(cfg: CfgNode) -> None:
         if name not in SYNTHETIC_FORMATS:
             raise ValueError(f"no synthetic generator for dataset {name!r}; have {sorted(SYNTHETIC_FORMATS)}")
         if du.is_main_process():
-            make_synthetic_dataset(SYNTHETIC_FORMATS[name], cfg.data.root, seed=cfg.train.seed)
+            sizes = {k: v for k, v in cfg.data.synthetic_sizes.items()}
+            make_synthetic_dataset(SYNTHETIC_FORMATS[name], cfg.data.root, seed=cfg.train.seed, **sizes)
     du.barrier()
 
 

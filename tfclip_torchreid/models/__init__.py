@@ -1,1 +1,56 @@
-"""See the modules of this package."""
+"""TF-CLIP models; importing this package registers them with torchreid's ``build_model``.
+
+Registered names: ``tfclip_vitb16`` (ViT-B/16, 256x128, stride 16), ``tfclip_vitb16_s12``
+(overlapping patches, stride 12) and ``tfclip_tiny`` (tiny random backbone, 128x64, for tests
+and demos). torchreid factories take ``(num_classes, loss="softmax", pretrained=True,
+use_gpu=True, **kwargs)``; ``pretrained=True`` means OpenAI CLIP via open_clip (or the file named
+by the ``TFCLIP_CLIP_WEIGHTS`` environment variable); ``camera_num`` defaults to 6 (MARS) and
+any :func:`build_tfclip` switch can be passed as a keyword. There is no RN50 variant: the
+authors' RN50 path cannot run and open_clip's RN50 cannot take 256x128 input.
+
+Example:
+    >>> from tfclip_torchreid import compat
+    >>> model = compat.build_model("tfclip_tiny", num_classes=8, pretrained=False)
+    >>> type(model).__name__
+    'TFCLIP'
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+from .. import compat
+from .clip_memory import CLIPMemory, aggregate_identity_means
+from .factory import build_tfclip, get_model_config, list_archs, load_model_weights
+from .key_mapping import convert_authors_state_dict
+from .tfclip import TFCLIP, TFCLIPConfig, TFCLIPOutput
+
+__all__ = [
+    "TFCLIP", "TFCLIPConfig", "TFCLIPOutput", "CLIPMemory", "aggregate_identity_means",
+    "build_tfclip", "get_model_config", "list_archs", "load_model_weights",
+    "convert_authors_state_dict", "TORCHREID_MODELS", "DEFAULT_CAMERA_NUM",
+]
+
+DEFAULT_CAMERA_NUM = 6  # MARS; pass camera_num=15 (LS-VID) or 2 (iLIDS-VID) as needed
+TORCHREID_MODELS = ("tfclip_vitb16", "tfclip_vitb16_s12", "tfclip_tiny")
+
+
+def _torchreid_factory(arch: str) -> Callable[..., TFCLIP]:
+    def factory(num_classes: int, loss: str = "softmax", pretrained: Any = True,
+                use_gpu: bool = True, camera_num: int = DEFAULT_CAMERA_NUM,
+                **kwargs: Any) -> TFCLIP:
+        # ``loss`` and ``use_gpu`` are torchreid's conventions: TF-CLIP always returns every
+        # head in training (see TFCLIPOutput) and the engine moves the model to its device.
+        if pretrained is True:
+            pretrained = os.environ.get("TFCLIP_CLIP_WEIGHTS") or "openai"
+        return build_tfclip(arch, num_classes=num_classes, camera_num=camera_num,
+                            pretrained=pretrained or None, **kwargs)
+
+    factory.__name__ = arch
+    factory.__doc__ = f"torchreid factory of TF-CLIP ``{arch}`` (see build_tfclip)."
+    return factory
+
+
+for _name in TORCHREID_MODELS:
+    compat.register_model(_name, _torchreid_factory(_name))

@@ -1,0 +1,199 @@
+"""Build TF-CLIP models from named JSON configs (in the style of open_clip's ``factory.py``).
+
+Architectures live in ``model_configs/<arch>.json``: ``embed_dim`` (CLIP joint space),
+``vision_cfg`` (image_size, layers, width, heads, mlp_ratio, patch_size, stride),
+``openai_model`` (the open_clip model name whose ``openai`` weights fit, or null) and optional
+``defaults`` (switch defaults of that arch). Keyword overrides replace any of them.
+
+Example:
+    >>> from tfclip_torchreid.models.factory import build_tfclip, list_archs
+    >>> list_archs()
+    ['tfclip_tiny', 'tfclip_vitb16', 'tfclip_vitb16_s12']
+    >>> model = build_tfclip("tfclip_tiny", num_classes=10, camera_num=2, temporal="tap")
+    >>> model.feature_dim
+    192
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import os
+import os.path as osp
+from typing import Any, Dict, List, Mapping, Union
+
+import torch
+
+from .backbone import resolve_openai_weights
+from .key_mapping import convert_authors_state_dict, is_authors_state_dict
+from .tfclip import TFCLIP, TFCLIPConfig
+
+__all__ = ["build_tfclip", "list_archs", "get_model_config", "load_model_weights",
+           "add_model_config"]
+
+_CONFIG_DIR = osp.join(osp.dirname(osp.abspath(__file__)), "model_configs")
+_MODEL_CONFIGS: Dict[str, dict] = {}
+_VISION_KEYS = ("image_size", "layers", "width", "heads", "mlp_ratio", "patch_size", "stride")
+
+
+def add_model_config(path: str) -> None:
+    """Register a JSON config file, or every ``*.json`` in a folder (name = file stem)."""
+    files = [path] if osp.isfile(path) else sorted(
+        osp.join(path, f) for f in os.listdir(path) if f.endswith(".json")
+    )
+    for f in files:
+        with open(f) as fh:
+            cfg = json.load(fh)
+        if "vision_cfg" not in cfg or "embed_dim" not in cfg:
+            raise ValueError(f"{f}: a model config needs 'embed_dim' and 'vision_cfg'")
+        _MODEL_CONFIGS[osp.splitext(osp.basename(f))[0]] = cfg
+
+
+add_model_config(_CONFIG_DIR)
+
+
+def list_archs() -> List[str]:
+    """Names of the available TF-CLIP architectures."""
+    return sorted(_MODEL_CONFIGS)
+
+
+def get_model_config(arch: str) -> dict:
+    """A deep copy of the JSON config of ``arch``."""
+    if arch not in _MODEL_CONFIGS:
+        raise ValueError(f"unknown TF-CLIP arch {arch!r}; available: {list_archs()}")
+    return copy.deepcopy(_MODEL_CONFIGS[arch])
+
+
+_SWITCHES = {f.name for f in dataclasses.fields(TFCLIPConfig)} - {"num_classes", "camera_num", "arch"}
+
+
+def build_tfclip(
+    arch: str = "tfclip_vitb16",
+    num_classes: int = 625,
+    camera_num: int = 6,
+    pretrained: Union[None, bool, str] = None,
+    cache_dir: str | None = None,
+    **overrides: Any,
+) -> TFCLIP:
+    """Build a :class:`~.tfclip.TFCLIP`.
+
+    Args:
+        arch: one of :func:`list_archs`.
+        num_classes: number of training identities Y (heads and CLIP-Memory rows).
+        camera_num: number of training cameras (SIE table rows; 0 disables SIE).
+        pretrained: CLIP weights for the visual encoder: None/False (random), ``"openai"`` or
+            True (OpenAI weights through open_clip's cache; fails within seconds offline), or a
+            local file (``ViT-B-16.pt`` TorchScript, open_clip/HF state dict, visual-only).
+        cache_dir: open_clip/HF cache folder for ``"openai"``.
+        **overrides: switches of :class:`~.tfclip.TFCLIPConfig` (``use_memory``, ``use_ssp``,
+            ``ssp_form``, ``ssp_layers``, ``temporal``, ``tmd_detach``, ``test_feature``,
+            ``v2m``, ``stride``, ``image_size``, ``sie_coe``, ``use_sie``,
+            ``grad_checkpointing``, ...). A value of None (or ``stride=0``) keeps the arch
+            default.
+
+    Example:
+        >>> m = build_tfclip("tfclip_tiny", num_classes=5, camera_num=0, ssp_form="paper")
+        >>> m.cfg.ssp_form, m.cv_embed is None
+        ('paper', True)
+    """
+    spec = get_model_config(arch)
+    unknown = sorted(set(overrides) - _SWITCHES)
+    if unknown:
+        raise TypeError(f"unknown TF-CLIP option(s) {unknown}; valid: {sorted(_SWITCHES)}")
+    kwargs: Dict[str, Any] = {k: spec["vision_cfg"][k] for k in _VISION_KEYS if k in spec["vision_cfg"]}
+    kwargs["embed_dim"] = spec["embed_dim"]
+    kwargs["openai_model"] = spec.get("openai_model")
+    kwargs.update(spec.get("defaults", {}))
+    if overrides.get("stride") == 0:  # 0 = the arch's stride (config files cannot hold None)
+        overrides["stride"] = None
+    kwargs.update({k: v for k, v in overrides.items() if v is not None})
+    cfg = TFCLIPConfig(num_classes=int(num_classes), camera_num=int(camera_num), arch=arch, **kwargs)
+
+    weights: str | None = None
+    if pretrained is True or pretrained == "openai":
+        if not cfg.openai_model:
+            raise ValueError(
+                f"{arch} has no OpenAI CLIP weights (random architecture); use pretrained=None"
+            )
+        weights = resolve_openai_weights(cfg.openai_model, cache_dir=cache_dir)  # fails fast
+    elif isinstance(pretrained, str) and pretrained:
+        weights = osp.expanduser(pretrained)
+        if not osp.isfile(weights):
+            raise FileNotFoundError(
+                f"pretrained CLIP weights not found: {pretrained!r}; pass 'openai', None, or the "
+                f"path of ViT-B-16.pt / an open_clip state dict"
+            )
+    elif pretrained not in (None, False, ""):
+        raise TypeError(f"pretrained must be None, True, 'openai' or a path, got {pretrained!r}")
+
+    model = TFCLIP(cfg)
+    if weights is not None:
+        model.backbone.load_pretrained(weights)
+    return model
+
+
+def _unwrap(checkpoint: Mapping[str, Any]) -> Dict[str, torch.Tensor]:
+    state = checkpoint
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(state.get(key), Mapping):
+            state = state[key]
+            break
+    out = {}
+    for k, v in state.items():
+        for p in ("module.", "_orig_mod."):
+            if k.startswith(p):
+                k = k[len(p):]
+        out[k] = v
+    return out
+
+
+def load_model_weights(
+    model: TFCLIP,
+    checkpoint: Mapping[str, Any],
+    source: str = "",
+    strict: bool = True,
+) -> Dict[str, List[str]]:
+    """Load our or the authors' TF-CLIP weights into ``model`` with clear errors.
+
+    ``checkpoint`` is a state dict or a dict holding one under ``state_dict``/``model``.
+    Authors' key names (``image_encoder.``, ``SSP.``, ``TMD.``) are converted via
+    :mod:`.key_mapping`. A missing CLIP-Memory (authors' checkpoints have none) leaves the memory
+    uninitialised. With ``strict=False``, keys of other shapes (e.g. classifiers of another
+    dataset) and missing/unexpected keys are skipped and reported instead of raising. A bank in
+    the checkpoint of a model built with ``use_memory=False`` is ignored.
+
+    Returns:
+        ``{"missing": [...], "unexpected": [...], "skipped": [...]}``.
+    """
+    if not isinstance(checkpoint, Mapping):
+        raise TypeError(f"checkpoint must be a dict, got {type(checkpoint).__name__}")
+    state = _unwrap(checkpoint)
+    if is_authors_state_dict(state):
+        state = convert_authors_state_dict(state)
+    where = f" ({source})" if source else ""
+    own = model.state_dict()
+    skipped = [
+        f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+        for k, v in state.items() if k in own and tuple(v.shape) != tuple(own[k].shape)
+    ]
+    missing = [k for k in own if k not in state and not k.startswith("memory.")]
+    unexpected = [k for k in state if k not in own and not k.startswith("memory.")]
+    if strict and (skipped or missing or unexpected):
+        parts = []
+        if skipped:
+            parts.append("shape mismatch: " + "; ".join(skipped[:6]))
+        if missing:
+            parts.append(f"missing {missing[:6]}{' ...' if len(missing) > 6 else ''}")
+        if unexpected:
+            parts.append(f"unexpected {unexpected[:6]}{' ...' if len(unexpected) > 6 else ''}")
+        raise ValueError(
+            f"checkpoint{where} does not fit the model ({model.cfg.arch}, num_classes="
+            f"{model.num_classes}, camera_num={model.cfg.camera_num}, temporal="
+            f"{model.cfg.temporal}, use_ssp={model.ssp is not None}): " + " | ".join(parts)
+            + ". Build the model with the checkpoint's arch/switches/num_classes/camera_num, or "
+            "load with strict=False to skip the mismatching keys"
+        )
+    loadable = {k: v for k, v in state.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
+    model.load_state_dict(loadable, strict=False)
+    return {"missing": missing, "unexpected": unexpected, "skipped": skipped}

@@ -1,0 +1,109 @@
+"""The one place that maps the authors' TF-CLIP parameter names to ours.
+
+Authors' model (``model_TFCLIP``, spec sections 1-5) -> :class:`~.tfclip.TFCLIP`:
+
+============================================  ===============================================
+authors' key                                   ours
+============================================  ===============================================
+``image_encoder.<open_clip visual key>``       ``backbone.<same>`` (conv1, class_embedding,
+                                               positional_embedding, ln_pre, transformer.
+                                               resblocks.i.*, ln_post, proj)
+``cv_embed``                                   ``cv_embed`` (SIE table)
+``SSP.<key>``                                  ``ssp.<same>`` (memory_proj, text_proj,
+                                               decoder.i.{norm1,norm2,norm3,self_attn,
+                                               cross_attn,mlp}, out_proj, alpha, norm)
+``TMD.resblocks.0.message_{fc,ln,attn}.*``     ``temporal.message_{fc,ln,attn}.*``
+``TMD.resblocks.0.{ln_1,attn,ln_2,mlp}.*``     ``temporal.diffusion.{ln_1,attn,ln_2,mlp}.*``
+``bottleneck*``, ``classifier*``               unchanged
+============================================  ===============================================
+
+A leading ``module.`` (DataParallel) is stripped. The CLIP-Memory is not part of the authors'
+state dict (they keep it as a plain tensor), so a converted checkpoint leaves ``memory``
+uninitialised.
+
+Example:
+    >>> import torch
+    >>> sd = {"TMD.resblocks.0.attn.in_proj_weight": torch.zeros(1), "image_encoder.proj": torch.zeros(1)}
+    >>> sorted(convert_authors_state_dict(sd))
+    ['backbone.proj', 'temporal.diffusion.attn.in_proj_weight']
+    >>> list(convert_authors_state_dict({"resblocks.0.message_fc.weight": torch.zeros(1)}, prefix="TMD."))
+    ['message_fc.weight']
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Mapping
+
+import torch
+
+__all__ = ["convert_authors_state_dict", "convert_authors_key", "is_authors_state_dict",
+           "AUTHORS_PREFIXES"]
+
+# authors' submodule prefix -> our submodule prefix
+AUTHORS_PREFIXES: Dict[str, str] = {
+    "image_encoder.": "backbone.",
+    "SSP.": "ssp.",
+    "TMD.": "temporal.",
+}
+_TMD_MESSAGE = ("message_fc.", "message_ln.", "message_attn.")
+_TMD_BLOCK = ("ln_1.", "attn.", "ln_2.", "mlp.")
+
+
+def convert_authors_key(key: str) -> str:
+    """Our name for one authors' full-model key (unknown keys are returned unchanged)."""
+    if key.startswith("module."):
+        key = key[len("module."):]
+    if key.startswith("TMD.resblocks."):
+        rest = key[len("TMD.resblocks."):]
+        index, _, sub = rest.partition(".")
+        if index != "0":
+            raise ValueError(f"{key}: TF-CLIP's TMD has one block; got block {index}")
+        if sub.startswith(_TMD_MESSAGE):
+            return "temporal." + sub
+        if sub.startswith(_TMD_BLOCK):
+            return "temporal.diffusion." + sub
+        return "temporal." + sub
+    for theirs, ours in AUTHORS_PREFIXES.items():
+        if key.startswith(theirs):
+            return ours + key[len(theirs):]
+    return key
+
+
+def is_authors_state_dict(state: Mapping[str, torch.Tensor]) -> bool:
+    """True if ``state`` uses the authors' full-model names (``image_encoder.``, ``TMD.``...)."""
+    return any(
+        k.split("module.", 1)[-1].startswith(tuple(AUTHORS_PREFIXES)) for k in state
+    )
+
+
+def convert_authors_state_dict(
+    state: Mapping[str, torch.Tensor], prefix: str = ""
+) -> Dict[str, torch.Tensor]:
+    """Rename an authors' state dict to our names.
+
+    Args:
+        state: the authors' ``model.state_dict()`` (full model), or with ``prefix`` the state
+            dict of one authors' submodule whose keys lack that prefix (the parity files).
+        prefix: ``""`` for a full model; ``"TMD."``, ``"SSP."`` or ``"image_encoder."`` for a
+            submodule. The result is then relative to our matching submodule
+            (``model.temporal``, ``model.ssp``, ``model.backbone``).
+
+    Returns:
+        A new dict with our key names (tensors shared, not copied).
+    """
+    if prefix and prefix not in AUTHORS_PREFIXES:
+        raise ValueError(f"prefix must be one of {sorted(AUTHORS_PREFIXES)} or '', got {prefix!r}")
+    out: Dict[str, torch.Tensor] = {}
+    ours_prefix = AUTHORS_PREFIXES.get(prefix, "")
+    for key, value in state.items():
+        if key.startswith("module."):
+            key = key[len("module."):]
+        new = convert_authors_key(prefix + key)
+        if ours_prefix:
+            if not new.startswith(ours_prefix):  # pragma: no cover - defensive
+                raise ValueError(f"{prefix}{key} does not map into {ours_prefix}")
+            new = new[len(ours_prefix):]
+        if new in out:
+            raise ValueError(f"two authors' keys map to {new!r}")
+        out[new] = value
+    return out
