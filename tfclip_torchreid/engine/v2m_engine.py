@@ -91,6 +91,9 @@ class VideoV2MEngine(compat.Engine):
         checkpoint_every: write ``checkpoints/epoch_XXX.pth`` every N epochs (``latest.pth``
             is always written).
         compile_model: wrap the training model with ``torch.compile``.
+        find_unused_parameters: passed to DistributedDataParallel. The model's never-used
+            parameters (SSP ``alpha``/``norm``, ``classifier_proj_temp2``) are frozen, so the
+            default False is right for every switch combination; True costs a graph traversal.
     """
 
     def __init__(
@@ -107,6 +110,7 @@ class VideoV2MEngine(compat.Engine):
         max_clips_per_forward: int = 64,
         checkpoint_every: int = 1,
         compile_model: bool = False,
+        find_unused_parameters: bool = False,
     ) -> None:
         super().__init__(datamanager, use_gpu=use_gpu)
         self.device = torch.device("cuda", torch.cuda.current_device()) if self.use_gpu else (
@@ -119,7 +123,7 @@ class VideoV2MEngine(compat.Engine):
             train_model = nn.parallel.DistributedDataParallel(
                 self.raw_model,
                 device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                find_unused_parameters=True,
+                find_unused_parameters=find_unused_parameters,
             )
         if compile_model:
             train_model = torch.compile(train_model)

@@ -1,0 +1,107 @@
+"""Both torchreid layouts: the PyPI package (torchreid.reid.*) and upstream (torchreid.*).
+
+The upstream layout is simulated in a subprocess: every ``torchreid.reid.X`` module of the
+installed PyPI package is aliased as ``torchreid.X`` and ``torchreid.reid`` is made unimportable,
+which is exactly what an upstream source install looks like to an importer.
+"""
+
+from __future__ import annotations
+
+import os
+import os.path as osp
+import re
+import subprocess
+import sys
+
+from tfclip_torchreid import compat
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+UPSTREAM_SIM = r'''
+import importlib, pkgutil, sys, types, warnings
+warnings.filterwarnings("ignore")
+import torchreid.reid as R
+for info in pkgutil.walk_packages(R.__path__, "torchreid.reid."):
+    try:
+        importlib.import_module(info.name)
+    except Exception:
+        pass
+fake = types.ModuleType("torchreid")
+fake.__path__ = []
+aliases = {}
+for name, mod in list(sys.modules.items()):
+    if name.startswith("torchreid.reid.") and mod is not None:
+        aliases["torchreid." + name[len("torchreid.reid."):]] = mod
+for name in [n for n in sys.modules if n == "torchreid" or n.startswith("torchreid.")]:
+    del sys.modules[name]
+sys.modules["torchreid"] = fake
+sys.modules.update(aliases)
+for name, mod in aliases.items():
+    if name.count(".") == 1:
+        setattr(fake, name.split(".")[1], mod)
+sys.modules["torchreid.reid"] = None  # upstream has no torchreid.reid
+
+import tfclip_torchreid
+from tfclip_torchreid import compat
+assert compat.ROOT == "torchreid" and compat.LAYOUT == "upstream", compat.ROOT
+import torchreid
+assert "tfclip_tiny" in vars(torchreid.models)["__model_factory"]
+m = torchreid.models.build_model("tfclip_tiny", num_classes=5, loss="softmax", pretrained=False)
+import torch
+m.eval()
+with torch.no_grad():
+    f = m(torch.randn(2, 3, 3, 128, 64))
+assert f.shape[0] == 2
+assert "lsvid" in vars(torchreid.data.datasets)["__video_datasets"]
+assert compat.VideoDataset is torchreid.data.datasets.dataset.VideoDataset
+assert compat.Engine is torchreid.engine.Engine
+from tfclip_torchreid.engine import VideoV2MEngine
+assert issubclass(VideoV2MEngine, torchreid.engine.Engine)
+print("UPSTREAM-LAYOUT-OK", f.shape[1])
+'''
+
+
+def test_pypi_layout_is_detected():
+    import torchreid
+
+    assert compat.ROOT == "torchreid.reid" and compat.LAYOUT == "pypi"
+    assert compat.Engine is torchreid.reid.engine.Engine
+    assert "tfclip_vitb16" in vars(torchreid.reid.models)["__model_factory"]
+    assert "lsvid" in vars(torchreid.reid.data.datasets)["__video_datasets"]
+
+
+def test_upstream_layout_simulated():
+    env = dict(os.environ, HF_HUB_OFFLINE="1", CUDA_VISIBLE_DEVICES="", PYTHONPATH=REPO)
+    proc = subprocess.run([sys.executable, "-c", UPSTREAM_SIM], env=env, capture_output=True,
+                          text=True, timeout=240)
+    assert "UPSTREAM-LAYOUT-OK" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-4000:]
+
+
+def test_registration_is_idempotent():
+    import importlib
+
+    import tfclip_torchreid.data.datasets as ds
+    import tfclip_torchreid.models as models
+
+    importlib.reload(models)
+    importlib.reload(ds)
+    assert compat.model_factory()["tfclip_tiny"] is not None
+    try:
+        compat.register_video_dataset("mars", object)
+    except ValueError as err:
+        assert "already taken" in str(err)
+    else:  # pragma: no cover
+        raise AssertionError("overriding a torchreid dataset must fail")
+
+
+def test_package_reaches_torchreid_only_through_compat():
+    pattern = re.compile(r"^\s*(from\s+torchreid[\.\s]|import\s+torchreid\b)", re.M)
+    offenders = []
+    for folder in ("tfclip_torchreid", "tools"):
+        for dirpath, _, files in os.walk(osp.join(REPO, folder)):
+            for fn in files:
+                if fn.endswith(".py") and fn != "compat.py":
+                    with open(osp.join(dirpath, fn)) as f:
+                        if pattern.search(f.read()):
+                            offenders.append(osp.join(dirpath, fn))
+    assert not offenders, offenders
