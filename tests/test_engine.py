@@ -234,3 +234,23 @@ def test_bad_frame_names_the_file(mars_root, tmp_path):
         f.write(b"not a jpeg")
     with pytest.raises(RuntimeError, match=os.path.basename(path)):
         engine.init_memory()
+
+
+def test_ilidsvid_all_splits_reports_each_and_mean(tmp_path):
+    root = str(tmp_path / "data")
+    make_synthetic_dataset("ilidsvid", root, seed=0, verbose=False, num_ids=12, num_splits=2,
+                           height=64, width=32, min_len=4, max_len=12)
+    save = str(tmp_path / "splits")
+    out = main([
+        "--arch", "tfclip_tiny", "--sources", "ilidsvid", "--root", root, "--save-dir", save,
+        "--all-splits", "model.pretrained", "", "data.height", "64", "data.width", "32",
+        "data.seq_len", "4", "data.workers", "0", "train.batch_size", "8", "train.max_epoch", "1",
+        "train.memory_cache_dir", "none", "test.batch_size", "4",
+    ])
+    assert len(out["splits"]) == 2
+    for key in ("mAP", "R1"):
+        assert out["mean"][key] == pytest.approx(sum(s[key] for s in out["splits"]) / 2)
+    rows = open(osp.join(save, "splits.csv")).read().splitlines()
+    assert rows[0].startswith("split,") and rows[-1].startswith("mean,") and len(rows) == 4
+    # the standard protocol: query = cam 1, gallery = cam 2, query not in the gallery
+    assert out["splits"][0]["num_query"] == out["splits"][0]["num_gallery"] == 6

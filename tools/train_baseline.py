@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     def capturing_evaluate_rank(*a, **kw):
         cmc, mAP = original(*a, **kw)
-        captured.update({"mAP": float(mAP), **{f"R{r}": float(cmc[r - 1]) for r in (1, 5, 10, 20)}})
+        captured.update({"mAP": float(mAP), **{f"R{r}": float(cmc[r - 1]) for r in (1, 5, 10, 20) if r <= len(cmc)}})
         return cmc, mAP
 
     compat.metrics.evaluate_rank = capturing_evaluate_rank
@@ -100,7 +100,10 @@ def main(argv: list[str] | None = None) -> dict:
     engine.test = timed_test
     t0 = time.time()
     try:
-        engine.run(save_dir=args.save_dir, max_epoch=args.max_epoch, eval_freq=-1, print_freq=10)
+        # torchreid prints CMC at every rank asked for and crashes past the gallery size
+        num_g = min(len(dm.test_loader[n]["gallery"].dataset) for n in dm.test_loader)
+        ranks = [r for r in (1, 5, 10, 20) if r <= num_g]
+        engine.run(save_dir=args.save_dir, max_epoch=args.max_epoch, eval_freq=-1, print_freq=10, ranks=ranks)
     finally:
         compat.metrics.evaluate_rank = original
     total = time.time() - t0
