@@ -13,7 +13,6 @@ import torch
 from tfclip_torchreid.config import get_default_config
 from tfclip_torchreid.data.synthetic import make_synthetic_dataset
 from tfclip_torchreid.engine import VideoV2MEngine
-from tfclip_torchreid.engine.checkpoint import load_checkpoint
 from tfclip_torchreid.engine.runner import build_engine, main, run_engine
 from tfclip_torchreid.models.clip_memory import aggregate_identity_means
 
@@ -254,3 +253,14 @@ def test_ilidsvid_all_splits_reports_each_and_mean(tmp_path):
     assert rows[0].startswith("split,") and rows[-1].startswith("mean,") and len(rows) == 4
     # the standard protocol: query = cam 1, gallery = cam 2, query not in the gallery
     assert out["splits"][0]["num_query"] == out["splits"][0]["num_gallery"] == 6
+
+
+def test_rerank_visrank_and_rrs_test(mars_root, tmp_path):
+    cfg = make_cfg(mars_root, str(tmp_path / "log"), **{"data.test_sample_method": "rrs_test"})
+    engine = new_engine(cfg)
+    save = str(tmp_path / "vis")
+    engine.test(normalize_feature=True, rerank=True, visrank=True, visrank_topk=3, save_dir=save)
+    res = engine.results["mars"]
+    assert 0.0 <= res["mAP"] <= 1.0
+    n_q = len(engine.datamanager.test_dataset["mars"]["query"])
+    assert len(glob.glob(osp.join(save, "visrank_mars", "*"))) == n_q

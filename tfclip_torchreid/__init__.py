@@ -13,4 +13,6 @@ Example:
 __version__ = "0.1.0"
 
 from . import compat  # noqa: E402,F401  (first: every other module goes through it)
+
+# isort: split
 from . import data, losses, metrics, models  # noqa: E402,F401

@@ -44,7 +44,7 @@ def bench_one(args: argparse.Namespace, stride: int, precision: str, checkpointi
     criterion = TFCLIPLoss(num_classes=args.num_classes)
     train_model = torch.compile(model) if args.compile else model
     h, w = model.cfg.image_size
-    k = 4 if args.batch % 4 == 0 else 1
+    k = 4 if args.batch >= 8 and args.batch % 4 == 0 else (2 if args.batch % 2 == 0 else 1)
     pids = torch.arange(args.batch // k, device=device).repeat_interleave(k)
     cams = torch.randint(0, 6, (args.batch,), device=device)
     x = torch.randn(args.batch, args.frames, 3, h, w, device=device)
