@@ -328,3 +328,12 @@ def test_distributed_sampler_args_and_shards():
             shards = [shard_indices(n, r, world) for r in range(world)]
             assert [i for s in shards for i in s] == list(range(n))
             assert max(map(len, shards)) - min(map(len, shards)) <= 1
+
+
+def test_num_cameras_covers_train_and_test(mars_root):
+    root = mars_root[0]
+    dm = _dm(root)
+    cams = {t[2] for t in dm.train_set.tracklets}
+    for split in ("query", "gallery"):
+        cams |= {t[2] for t in dm.test_dataset["mars"][split]}
+    assert dm.num_cameras == max(cams) + 1 >= dm.num_train_cams

@@ -63,6 +63,16 @@ def test_two_process_gloo_training_matches_one_process_memory(tmp_path):
     torch.testing.assert_close(ckpt["state_dict"]["memory.bank"], engine.raw_model.memory.bank,
                                atol=1e-6, rtol=1e-6)
 
+    # resume with 2 processes: continues at epoch 2 from rank 0's checkpoint
+    args2 = _args(root, save)
+    args2[args2.index("train.max_epoch") + 1] = "2"
+    cmd2 = [*cmd[:5], f"--master_port={_free_port()}", cmd[6], "--resume", "auto", *args2]
+    proc2 = subprocess.run(cmd2, env=env, capture_output=True, text=True, timeout=300)
+    assert proc2.returncode == 0, proc2.stdout[-3000:] + proc2.stderr[-3000:]
+    assert "continuing at epoch 2" in proc2.stdout
+    ckpt2 = torch.load(osp.join(save, "checkpoints", "latest.pth"), map_location="cpu", weights_only=True)
+    assert ckpt2["epoch"] == 2
+
     # the 2-process checkpoint loads into a 1-process evaluation
     out = main(["--evaluate-only", "--weights", osp.join(save, "checkpoints", "latest.pth"),
                 *_args(root, str(tmp_path / "eval"))])

@@ -315,6 +315,17 @@ class TFCLIPVideoDataManager(compat.VideoDataManager):
             **self._loader_kwargs,
         )
 
+    @property
+    def num_cameras(self) -> int:
+        """Size of a camera-embedding table that covers every camera id seen in training *and*
+        testing (max id + 1; torchreid's ``num_train_cams`` counts distinct training cameras only,
+        which is too small when ids are sparse or a test camera never appears in training)."""
+        cams = [item[2] for item in self.train_set.tracklets]
+        for name in self.targets:
+            for split in ("query", "gallery"):
+                cams += [item[2] for item in self.test_dataset[name][split]]
+        return max(cams) + 1 if cams else 0
+
     def set_epoch(self, epoch: int) -> None:
         """Forward the epoch to a distributed train sampler (no-op otherwise)."""
         if hasattr(self.train_sampler, "set_epoch"):

@@ -168,7 +168,7 @@ def build_engine(cfg: CfgNode) -> VideoV2MEngine:
     """Data manager, model, optimiser, schedule, loss and engine from ``cfg``."""
     use_gpu = bool(cfg.use_gpu) and torch.cuda.is_available()
     dm = build_datamanager(cfg, use_gpu)
-    model = build_model_from_config(cfg, dm.num_train_pids, dm.num_train_cams)
+    model = build_model_from_config(cfg, dm.num_train_pids, dm.num_cameras)
     if cfg.model.load_weights:
         load_model_weights(model, load_checkpoint(cfg.model.load_weights), source=cfg.model.load_weights)
     optimizer = build_tfclip_optimizer(
