@@ -264,3 +264,21 @@ def test_rerank_visrank_and_rrs_test(mars_root, tmp_path):
     assert 0.0 <= res["mAP"] <= 1.0
     n_q = len(engine.datamanager.test_dataset["mars"]["query"])
     assert len(glob.glob(osp.join(save, "visrank_mars", "*"))) == n_q
+
+
+def test_non_finite_loss_stops_before_the_update(mars_root, tmp_path):
+    from collections import OrderedDict
+
+    engine = new_engine(make_cfg(mars_root, str(tmp_path / "log")))
+    before = {k: v.detach().clone() for k, v in engine.raw_model.named_parameters()}
+
+    def nan_loss(output, pids):
+        return output.id_logits[0].sum() * float("nan"), OrderedDict(loss_id=float("nan"))
+
+    engine.criterion = nan_loss
+    engine.batch_idx, engine.epoch = 0, 0
+    batch = next(iter(engine.train_loader))
+    with pytest.raises(FloatingPointError, match="non-finite loss"):
+        engine.forward_backward(batch)
+    after = dict(engine.raw_model.named_parameters())
+    assert all(torch.equal(before[k], after[k]) for k in before)  # no optimiser step was taken

@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import os.path as osp
 import time
@@ -241,9 +242,10 @@ class VideoV2MEngine(compat.Engine):
         with self.autocast():
             output = self.model(imgs, cam_label=camids)
         loss, terms = self.criterion(output, pids)
-        if not torch.isfinite(loss):
+        # the logged terms are host floats already (one sync in the loss): no second sync here
+        if not all(math.isfinite(v) for v in terms.values()):
             raise FloatingPointError(
-                f"non-finite loss {loss.item()} at epoch {self.epoch + 1} batch {self.batch_idx + 1}: "
+                f"non-finite loss at epoch {self.epoch + 1} batch {self.batch_idx + 1}: "
                 f"terms {dict(terms)}; lower the learning rate or use amp='bf16' instead of 'fp16'"
             )
         self.optimizer.zero_grad(set_to_none=True)
