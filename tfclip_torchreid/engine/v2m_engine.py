@@ -298,7 +298,12 @@ class VideoV2MEngine(compat.Engine):
             return
         self.memory_cache_key = self.compute_memory_cache_key()
         path = osp.join(self.memory_cache_dir, f"{self.memory_cache_key}.pth") if self.memory_cache_dir else ""
-        if path and osp.isfile(path):
+        found = bool(path) and osp.isfile(path)
+        if self.distributed:  # all ranks must take the same branch (compute_memory is collective)
+            flag = torch.tensor([int(found)], device=self.device if self.device.type == "cuda" else "cpu")
+            dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+            found = bool(flag.item())
+        if found:
             bank = ckpt.load_checkpoint(path)["bank"]
             if self.is_main:
                 print(f"=> CLIP-Memory loaded from cache {path}")
