@@ -282,3 +282,16 @@ def test_non_finite_loss_stops_before_the_update(mars_root, tmp_path):
         engine.forward_backward(batch)
     after = dict(engine.raw_model.named_parameters())
     assert all(torch.equal(before[k], after[k]) for k in before)  # no optimiser step was taken
+
+
+def test_cache_hit_and_miss_train_identically(mars_root, tmp_path):
+    cache = str(tmp_path / "cache")
+    states = []
+    for run in ("miss", "hit"):
+        cfg = make_cfg(mars_root, str(tmp_path / run), cache=cache, **{"train.max_epoch": 1})
+        engine = new_engine(cfg)
+        engine.run(save_dir=cfg.data.save_dir, max_epoch=1, print_freq=1000)
+        states.append(_final_state(engine))
+    assert len(glob.glob(osp.join(cache, "*.pth"))) == 1
+    for k in states[0]:
+        torch.testing.assert_close(states[1][k], states[0][k], atol=0, rtol=0, msg=k)

@@ -296,6 +296,13 @@ class VideoV2MEngine(compat.Engine):
             return
         if bool(memory.initialized):
             return
+        rng = ckpt.rng_state()  # RNG-neutral: a cache hit and a fresh pass train identically
+        try:
+            self._init_memory(memory)
+        finally:
+            ckpt.set_rng_state(rng)
+
+    def _init_memory(self, memory: nn.Module) -> None:
         self.memory_cache_key = self.compute_memory_cache_key()
         path = osp.join(self.memory_cache_dir, f"{self.memory_cache_key}.pth") if self.memory_cache_dir else ""
         found = bool(path) and osp.isfile(path)
