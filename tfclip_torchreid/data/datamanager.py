@@ -264,7 +264,9 @@ class TFCLIPVideoDataManager(compat.VideoDataManager):
                 self.test_dataset[name]["gallery"] = query + gallery
 
         # ---- CLIP-Memory ------------------------------------------------------------------
-        memory_set = ClipDataset(train_list, seq_len, "dense", self.seq_transform_te, relabel=True)
+        # the train set's tracklets: already frame-sorted and relabelled 0..Y-1
+        memory_set = ClipDataset(self.train_set.tracklets, seq_len, "dense", self.seq_transform_te,
+                                 sort_frames=False)
         mem_kwargs = dict(self._loader_kwargs, persistent_workers=False)
         self.memory_loader = DataLoader(
             memory_set,

@@ -59,26 +59,17 @@ def config_from_args(args: argparse.Namespace) -> CfgNode:
         if not osp.isfile(args.config_file):
             raise FileNotFoundError(f"config file not found: {args.config_file}")
         cfg.merge_from_file(args.config_file)
-    if args.arch:
-        cfg.model.name = args.arch
-    if args.sources:
-        cfg.data.sources = args.sources
-    if args.targets:
-        cfg.data.targets = args.targets
-    if args.root:
-        cfg.data.root = args.root
-    if args.save_dir:
-        cfg.data.save_dir = args.save_dir
-    if args.weights:
-        cfg.model.load_weights = args.weights
-    if args.resume:
-        cfg.train.resume = args.resume
-    if args.evaluate_only:
-        cfg.test.evaluate = True
-    if args.all_splits:
-        cfg.data.all_splits = True
-    if args.synthetic:
-        cfg.data.synthetic = True
+    flags = {  # command-line flag -> config key (flags win over the config file)
+        "arch": "model.name", "sources": "data.sources", "targets": "data.targets",
+        "root": "data.root", "save_dir": "data.save_dir", "weights": "model.load_weights",
+        "resume": "train.resume", "evaluate_only": "test.evaluate", "all_splits": "data.all_splits",
+        "synthetic": "data.synthetic",
+    }
+    for flag, key in flags.items():
+        value = getattr(args, flag)
+        if value:
+            section, name = key.split(".")
+            setattr(getattr(cfg, section), name, value)
     opts = list(args.opts or [])
     if opts and opts[0] == "--":
         opts = opts[1:]
@@ -213,7 +204,6 @@ def build_engine(cfg: CfgNode) -> VideoV2MEngine:
         checkpoint_every=cfg.train.checkpoint_every,
         compile_model=cfg.model.compile,
     )
-    engine.base_lr = cfg.train.lr
     return engine
 
 

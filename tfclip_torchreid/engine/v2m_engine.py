@@ -179,18 +179,15 @@ class VideoV2MEngine(compat.Engine):
                     p.requires_grad_(False)
 
     def get_current_lr(self, names: Any = None) -> float:
-        """The base learning rate now (first param group's lr / its initial lr x base)."""
-        g = self.optimizer.param_groups[0]
-        base = getattr(self, "base_lr", None)
-        if base is not None and "initial_lr" in g and g["initial_lr"] > 0:
-            return base * g["lr"] / g["initial_lr"]
-        return g["lr"]
+        """The base learning rate now: that of the optimiser's ``base`` group (no bias or
+        classifier factor), for torchreid's console and tensorboard lines."""
+        groups = self.optimizer.param_groups
+        return next((g["lr"] for g in groups if g.get("name") == "base"), groups[0]["lr"])
 
     # ------------------------------------------------------------------ run / train
     def run(self, save_dir: str = "log", max_epoch: int = 0, start_epoch: int = 0, **kwargs: Any):
         """torchreid's ``Engine.run``; rank 0 alone writes logs and checkpoints."""
         self.save_dir = save_dir
-        self.base_lr = self.get_current_lr() if not hasattr(self, "base_lr") else self.base_lr
         if not self.is_main:
             self.writer = _NullWriter()
         t0 = time.time()
@@ -201,22 +198,17 @@ class VideoV2MEngine(compat.Engine):
     def train(self, print_freq: int = 10, fixbase_epoch: int = 0, open_layers: Any = None) -> None:
         """One epoch: CLIP-Memory init (first time only), torchreid's loop, then a checkpoint."""
         self.init_memory()
-        sampler = getattr(self.train_loader, "sampler", None)
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(self.epoch)
-        batch_sampler = getattr(self.train_loader, "batch_sampler", None)
-        if hasattr(batch_sampler, "set_epoch"):
-            batch_sampler.set_epoch(self.epoch)
+        if hasattr(self.datamanager, "set_epoch"):  # distributed PK sampler: per-epoch shuffle
+            self.datamanager.set_epoch(self.epoch)
         t0 = time.time()
         super().train(print_freq=print_freq, fixbase_epoch=fixbase_epoch, open_layers=open_layers)
         self.timings["train_s"] = self.timings.get("train_s", 0.0) + time.time() - t0
         if self.is_main:
-            latest = self.save_model(self.epoch, None, self.save_dir)
+            state = self.checkpoint_state(self.epoch)
+            folder = osp.join(self.save_dir, "checkpoints")
+            ckpt.save_checkpoint(state, osp.join(folder, "latest.pth"))
             if (self.epoch + 1) % self.checkpoint_every == 0:
-                ckpt.save_checkpoint(
-                    ckpt.load_checkpoint(latest),
-                    osp.join(self.save_dir, "checkpoints", f"epoch_{self.epoch + 1:03d}.pth"),
-                )
+                ckpt.save_checkpoint(state, osp.join(folder, f"epoch_{self.epoch + 1:03d}.pth"))
 
     def test(self, *args: Any, **kwargs: Any) -> float:
         """torchreid's ``Engine.test``, made RNG-neutral: evaluating during training (or not)
