@@ -39,7 +39,6 @@ import torch
 import torch.nn as nn
 from open_clip.model import resize_pos_embed
 from open_clip.transformer import QuickGELU, VisionTransformer
-from torch.utils.checkpoint import checkpoint
 
 __all__ = [
     "CLIPVisualBackbone",
@@ -181,9 +180,7 @@ class CLIPVisualBackbone(VisionTransformer):
             cls = cls + cls_embed.to(x.dtype).unsqueeze(1)
         x = torch.cat([cls, x], dim=1) + self.positional_embedding.to(x.dtype)
         x = self.ln_pre(x)
-        use_ckpt = self.transformer.grad_checkpointing and torch.is_grad_enabled()
-        for block in self.transformer.resblocks:
-            x = checkpoint(block, x, use_reentrant=False) if use_ckpt else block(x)
+        x = self.transformer(x)  # open_clip's blocks (activation checkpointing included)
         tokens = self.ln_post(x)
         if not project:
             return tokens
