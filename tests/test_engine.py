@@ -118,7 +118,7 @@ def _final_state(engine: VideoV2MEngine) -> dict:
     return {k: v.clone() for k, v in engine.raw_model.state_dict().items()}
 
 
-def test_train_resume_after_interrupted_epoch_is_exact(mars_root, tmp_path):
+def test_train_resume_after_interrupted_epoch_is_exact(mars_root, tmp_path, monkeypatch):
     # uninterrupted: 2 epochs
     cfg_a = make_cfg(mars_root, str(tmp_path / "a"))
     ea = new_engine(cfg_a)
@@ -129,9 +129,17 @@ def test_train_resume_after_interrupted_epoch_is_exact(mars_root, tmp_path):
     cfg_b = make_cfg(mars_root, str(tmp_path / "b"))
     eb = new_engine(cfg_b)
     eb.run(save_dir=cfg_b.data.save_dir, max_epoch=1, print_freq=1000, normalize_feature=True)
-    eb._fail_at_batch = 1
+    step = VideoV2MEngine.forward_backward
+
+    def interrupted(self, data):
+        if self.epoch == 1 and self.batch_idx == 1:
+            raise KeyboardInterrupt(f"simulated interruption at batch {self.batch_idx}")
+        return step(self, data)
+
+    monkeypatch.setattr(VideoV2MEngine, "forward_backward", interrupted)
     with pytest.raises(KeyboardInterrupt):
         eb.run(save_dir=cfg_b.data.save_dir, max_epoch=2, start_epoch=1, print_freq=1000)
+    monkeypatch.setattr(VideoV2MEngine, "forward_backward", step)
     latest = osp.join(cfg_b.data.save_dir, "checkpoints", "latest.pth")
     state = torch.load(latest, map_location="cpu", weights_only=True)  # loadable weights-only
     assert state["epoch"] == 1 and set(state) >= {"state_dict", "optimizer", "scheduler", "rng"}

@@ -64,10 +64,13 @@ def test_torchreid_build_model_by_name():
     model = compat.build_model("tfclip_tiny", num_classes=Y, loss="softmax", pretrained=False)
     assert isinstance(model, TFCLIP) and model.cfg.camera_num == 6
     model.memory.set(torch.randn(Y, model.embed_dim))
-    out = model(clips(), cam_label=torch.tensor([0, 1, 2, 5]))
+    out = model(clips(), cam_label=torch.tensor([0, 1, 2, 5]), full_output=True)
     assert [s.shape for s in out.id_logits] == [(B, Y)] * 3
     assert [f.shape[1] for f in out.features] == [128, 64, 128]
     assert out.frame_logits.shape == (B * T, Y) and out.v2m_logits.shape == (B, Y)
+    # torchreid's contract for loss="softmax": the ID logits only (a list: DeepSupervision)
+    logits = model(clips(), cam_label=torch.tensor([0, 1, 2, 5]))
+    assert isinstance(logits, list) and [s.shape for s in logits] == [(B, Y)] * 3
 
 
 def test_feature_extractor_with_saved_checkpoint(tmp_path, capsys):

@@ -67,11 +67,13 @@ Engine = engine.Engine
 VideoSoftmaxEngine = engine.VideoSoftmaxEngine
 VideoTripletEngine = engine.VideoTripletEngine
 VideoDataManager = data.VideoDataManager
+ImageDataManager = data.ImageDataManager
 VideoDataset = tr_module("data.datasets.dataset").VideoDataset
 build_train_sampler = tr_module("data.sampler").build_train_sampler
 RandomIdentitySampler = tr_module("data.sampler").RandomIdentitySampler
 build_transforms = tr_module("data.transforms").build_transforms
 init_video_dataset = tr_module("data.datasets").init_video_dataset
+init_image_dataset = tr_module("data.datasets").init_image_dataset
 CrossEntropyLoss = losses.CrossEntropyLoss
 TripletLoss = losses.TripletLoss
 build_optimizer = optim.build_optimizer
@@ -103,6 +105,11 @@ def video_dataset_registry() -> dict:
     return vars(tr_module("data.datasets"))["__video_datasets"]
 
 
+def image_dataset_registry() -> dict:
+    """torchreid's private image dataset registry (the live dict, not a copy)."""
+    return vars(tr_module("data.datasets"))["__image_datasets"]
+
+
 def register_model(name: str, factory: Callable[..., Any]) -> None:
     """Add ``factory`` to torchreid's model factory under ``name`` (idempotent)."""
     model_factory()[name] = factory
@@ -116,3 +123,28 @@ def register_video_dataset(name: str, dataset: type) -> None:
     if name in registry:
         raise ValueError(f"video dataset name {name!r} is already taken by {registry[name]!r}")
     registry[name] = dataset
+
+
+def route_pretrained_weights(model_type: type, loader: Callable[[Any, str], None]) -> None:
+    """Send torchreid's ``load_pretrained_weights(model, path)`` to ``loader`` for models of
+    ``model_type``; every other model keeps torchreid's own function (idempotent).
+
+    torchreid's ``FeatureExtractor`` and scripts build a model by name, then call
+    ``load_pretrained_weights``, which silently discards every layer whose name or size does not
+    fit and prints "Successfully loaded". For our models the checkpoint's own description decides
+    (see :func:`tfclip_torchreid.models.factory.load_weights_in_place`).
+    """
+    torchtools = tr_module("utils.torchtools")
+    original = getattr(torchtools.load_pretrained_weights, "__wrapped__",
+                       torchtools.load_pretrained_weights)
+
+    def load_pretrained_weights(model: Any, weight_path: str) -> None:
+        if isinstance(model, model_type):
+            loader(model, weight_path)
+        else:
+            original(model, weight_path)
+
+    load_pretrained_weights.__wrapped__ = original
+    load_pretrained_weights.__doc__ = original.__doc__
+    for module in (torchtools, utils, tr_module("utils.feature_extractor")):
+        module.load_pretrained_weights = load_pretrained_weights

@@ -1,40 +1,35 @@
 """Default configuration (yacs), in the style of torchreid's ``scripts/default_config.py``.
 
-Defaults follow the released TF-CLIP code (spec §5-8): ViT-B/16 at 256x128, 8-frame clips with
+Defaults follow the released TF-CLIP code (see ``docs/released_vs_paper.md``): ViT-B/16 at 256x128, 8-frame clips with
 the authors' restricted random sampling, 4 ids x 4 tracklets, Adam 5e-6 with a 10-epoch warm-up
 and steps at 30/50 over 60 epochs (the paper's schedule), dense test on the 2048-d feature.
 
 Example:
     >>> cfg = get_default_config()
-    >>> cfg.model.name
-    'tfclip_vitb16'
+    >>> cfg.model.ssp_form is None  # None: the architecture's default
+    True
 """
 
 from __future__ import annotations
 
 from yacs.config import CfgNode as CN
 
+from .models.config import yacs_defaults
+
 
 def get_default_config() -> CN:
+    """The default configuration tree (model options generated from ``TFCLIPConfig``)."""
     cfg = CN()
 
     cfg.model = CN()
-    cfg.model.name = "tfclip_vitb16"
+    cfg.model.name = ""  # "" = tfclip_vitb16, or the architecture the weights describe
     cfg.model.pretrained = "openai"  # "openai" (open_clip cache), a local file, or "" for random
-    cfg.model.sie_coe = 1.0
-    cfg.model.use_sie = True
-    cfg.model.use_memory = True  # CLIP-Memory + V2M
-    cfg.model.use_ssp = True
-    cfg.model.ssp_form = "released"  # released | paper
-    cfg.model.ssp_layers = 2
-    cfg.model.temporal = "tmd"  # tmd | tap | conv1d | transf | transf_cls
-    cfg.model.tmd_detach = True
-    cfg.model.test_feature = "released"  # released (2048) | paper (512+768) | after (BN 768+512)
-    cfg.model.v2m = "released"  # released (CE on dot products) | paper (Eq. 10)
-    cfg.model.stride = 0  # 0: the architecture's own (16; 12 for tfclip_vitb16_s12)
-    cfg.model.grad_checkpointing = False
-    cfg.model.compile = False
-    cfg.model.load_weights = ""  # weights to load before training/evaluation
+    cfg.model.load_weights = ""  # weights to load before training/evaluation (--weights)
+    cfg.model.load_strict = True  # False: skip weights whose name or shape does not fit
+    cfg.model.compile = False  # torch.compile the training model
+    # Every TFCLIPConfig option (models/config.py), None = the architecture's default.
+    for name, default in yacs_defaults().items():
+        setattr(cfg.model, name, default)
 
     cfg.data = CN()
     cfg.data.root = "reid-data"
@@ -54,6 +49,7 @@ def get_default_config() -> CN:
     cfg.data.norm = "imagenet"  # imagenet (the authors') | clip
     cfg.data.erasing = "authors"  # authors | torchreid | none
     cfg.data.flip = True
+    cfg.data.pad = 10  # image datasets: pad + random crop (CLIP-ReID's augmentation)
     cfg.data.gallery_includes_query = "auto"  # auto (MARS, LS-VID: yes) | yes | no
     cfg.data.save_dir = "log"
 
@@ -80,7 +76,7 @@ def get_default_config() -> CN:
     cfg.train.amp = "auto"  # auto (bf16 on GPU, fp32 on CPU) | bf16 | fp16 | off
     cfg.train.grad_clip = 0.0
     cfg.train.resume = ""  # a checkpoint path, or "auto" for <save_dir>/checkpoints/latest.pth
-    cfg.train.checkpoint_every = 1
+    cfg.train.keep_last = 2  # epoch_NNN.pth files kept besides latest.pth
     cfg.train.memory_cache_dir = ""  # "" = ~/.cache/tfclip_torchreid/clip_memory; "none" = off
 
     cfg.loss = CN()

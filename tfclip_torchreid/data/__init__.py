@@ -10,15 +10,20 @@ Example:
 """
 
 from . import datasets  # noqa: F401  (registers the datasets with torchreid)
-from .datamanager import TFCLIPVideoDataManager
-from .dataset import ClipDataset, collate_clips, read_frame
+from .datamanager import TFCLIPImageDataManager, TFCLIPVideoDataManager, build_datamanager
+from .dataset import ClipDataset, SeededDataset, collate_clips, read_frame
 from .distributed import DistributedRandomIdentitySampler, shard_indices
+from .samplers import SeededSampler
 from .sampling import SAMPLE_METHODS, sample_clip_indices
 from .transforms import build_sequence_transforms
 
 __all__ = [
     "TFCLIPVideoDataManager",
+    "TFCLIPImageDataManager",
+    "build_datamanager",
     "ClipDataset",
+    "SeededDataset",
+    "SeededSampler",
     "collate_clips",
     "read_frame",
     "DistributedRandomIdentitySampler",

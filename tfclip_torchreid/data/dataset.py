@@ -2,8 +2,8 @@
 
 torchreid's ``VideoDataset`` samples frames with one ``sample_method`` for every split
 (``evenly``/``random``/``all``) and transforms each frame independently; TF-CLIP needs RRS clips
-for training, dense multi-clip sampling for testing and CLIP-Memory extraction (TFCLIP_SPEC.md
-8.1, 8.4, Sec. 2) and sequence-consistent augmentation (8.3). :class:`ClipDataset` wraps the
+for training, dense multi-clip sampling for testing and CLIP-Memory extraction and
+sequence-consistent augmentation (``docs/released_vs_paper.md#sampling``, ``#transforms``). :class:`ClipDataset` wraps the
 tracklet tuples that torchreid's dataset classes produce, ``(img_paths, pid, camid[, dsetid])``,
 so torchreid's parsers, registry and samplers are kept.
 
@@ -33,11 +33,13 @@ import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
+from torchvision.transforms import Compose
 
+from ..utils.rng import rng_scope
 from .sampling import MULTI_CLIP_METHODS, RANDOM_METHODS, canonical_method, sample_clip_indices
-from .transforms import SequenceCompose, SequenceNormalize, SequenceToTensor
+from .transforms import SequenceToTensor, normalize
 
-__all__ = ["ClipDataset", "collate_clips", "read_frame"]
+__all__ = ["ClipDataset", "SeededDataset", "collate_clips", "read_frame"]
 
 
 def read_frame(path: str, tracklet_index: int = -1, pid: Any = None) -> Image.Image:
@@ -110,7 +112,7 @@ class ClipDataset(Dataset):
         self.transform = transform
         self._default_tf = None
         if transform is None:
-            self._default_tf = SequenceCompose([SequenceToTensor(), SequenceNormalize()])
+            self._default_tf = Compose([SequenceToTensor(), normalize()])
 
         items = []
         for i, item in enumerate(tracklets):
@@ -180,6 +182,40 @@ class ClipDataset(Dataset):
             f"{type(self).__name__}(tracklets={len(self)}, pids={self.num_pids}, "
             f"seq_len={self.seq_len}, sample_method={self.sample_method!r})"
         )
+
+
+class SeededDataset(Dataset):
+    """Runs ``dataset[index]`` under its own seed: items are ``(index, seed)`` pairs.
+
+    Used with :class:`~tfclip_torchreid.data.samplers.SeededSampler`, which hands every sample of
+    an epoch a seed derived from ``(seed, epoch, position)``; all random choices of the sample
+    (frame picks, flip, erasing, torchvision's random transforms) then depend on that seed only,
+    not on the worker process that loads it. Other attributes are those of the wrapped dataset.
+
+    Example:
+        >>> ds = SeededDataset(ClipDataset([(("a.jpg",), 0, 0)], 4, "rrs"))
+        >>> len(ds), ds.tracklets[0][1]
+        (1, 0)
+    """
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, item: Any) -> Any:
+        index, seed = item
+        with rng_scope(seed):
+            return self.dataset[index]
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "dataset":  # not set yet (unpickling in a worker)
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+    def __repr__(self) -> str:
+        return f"SeededDataset({self.dataset!r})"
 
 
 def collate_clips(batch: Sequence[Dict[str, Any]]) -> Dict[str, torch.Tensor]:

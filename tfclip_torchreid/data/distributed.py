@@ -1,7 +1,7 @@
 """PK identity sampling and tracklet sharding for multi-process (torchrun / DDP) runs.
 
-TF-CLIP trains with P=4 identities x K=4 tracklets per batch (paper, Implementation Details;
-TFCLIP_SPEC.md 8.2), the algorithm of torchreid's ``RandomIdentitySampler``. The released code is
+TF-CLIP trains with P=4 identities x K=4 tracklets per batch (paper, Implementation Details),
+the algorithm of torchreid's ``RandomIdentitySampler``. The released code is
 single-GPU. :class:`DistributedRandomIdentitySampler` keeps torchreid's sampler unchanged: every
 rank runs it with the same seed for the epoch (``seed + epoch``), obtaining the same global list
 of PK batches, and rank ``r`` takes batches ``r, r + W, r + 2W, ...``. The ranks therefore see
@@ -21,10 +21,11 @@ import random
 from typing import Iterator, List, Sequence, Tuple
 
 import numpy as np
-import torch
 from torch.utils.data import Sampler
 
 from tfclip_torchreid import compat
+
+from ..utils.distributed import get_rank, get_world_size, is_dist
 
 __all__ = ["DistributedRandomIdentitySampler", "shard_indices", "dist_rank_world"]
 
@@ -36,15 +37,13 @@ def dist_rank_world(rank: int | None = None, world_size: int | None = None) -> T
         ValueError: neither given nor available, or inconsistent.
     """
     if rank is None or world_size is None:
-        dist = torch.distributed
-        if dist.is_available() and dist.is_initialized():
-            rank = dist.get_rank() if rank is None else rank
-            world_size = dist.get_world_size() if world_size is None else world_size
-        else:
+        if not is_dist():
             raise ValueError(
                 "distributed sampling needs rank and world_size: initialise torch.distributed "
                 "(e.g. launch with torchrun and call init_process_group) or pass them explicitly"
             )
+        rank = get_rank() if rank is None else rank
+        world_size = get_world_size() if world_size is None else world_size
     rank, world_size = int(rank), int(world_size)
     if world_size < 1 or not 0 <= rank < world_size:
         raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")

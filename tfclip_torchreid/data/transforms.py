@@ -15,7 +15,8 @@ does, in order:
    this by default (``at_sampled_location=False``); ``erasing="authors_fixed"`` pastes at the
    sampled location instead. Its draws from Python's ``random`` follow the released order;
 4. ToTensor (/255) and normalisation with the **ImageNet** mean/std (hard-coded by the authors;
-   CLIP's own statistics are never used). ``norm="clip"`` switches to CLIP's statistics.
+   CLIP's own statistics are never used). ``norm="clip"`` switches to CLIP's statistics. The
+   constants are open_clip's, the chain and the normalisation torchvision's.
 
 Tests and CLIP-Memory extraction use resize + ToTensor + normalisation only.
 ``erasing="torchreid"`` applies torchreid's own ``RandomErasing`` (Zhong et al.: sh=0.4, mean-value
@@ -40,7 +41,12 @@ import random
 from typing import Callable, List, Sequence, Tuple, Union
 
 import torch
+from open_clip.constants import IMAGENET_MEAN, IMAGENET_STD, INCEPTION_MEAN, INCEPTION_STD
+from open_clip.constants import OPENAI_DATASET_MEAN as CLIP_MEAN
+from open_clip.constants import OPENAI_DATASET_STD as CLIP_STD
 from PIL import Image
+from torchvision.transforms import Compose
+from torchvision.transforms import v2 as T
 from torchvision.transforms.functional import pil_to_tensor
 
 from tfclip_torchreid import compat
@@ -52,40 +58,21 @@ __all__ = [
     "CLIP_STD",
     "NORM_STATS",
     "ERASING_MODES",
-    "SequenceCompose",
     "SequenceResize",
     "SequenceToTensor",
     "SequenceRandomHorizontalFlip",
     "RandomSizedErasing",
-    "SequenceNormalize",
+    "normalize",
     "PerFrame",
     "build_sequence_transforms",
+    "build_image_transforms",
 ]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-NORM_STATS = {"imagenet": (IMAGENET_MEAN, IMAGENET_STD), "clip": (CLIP_MEAN, CLIP_STD)}
-ERASING_MODES = ("authors", "authors_fixed", "torchreid", "none")
+NORM_STATS = {"imagenet": (IMAGENET_MEAN, IMAGENET_STD), "clip": (CLIP_MEAN, CLIP_STD),
+              "inception": (INCEPTION_MEAN, INCEPTION_STD)}
+ERASING_MODES = ("authors", "authors_fixed", "torchreid", "pixel", "none")
 
 Frames = Sequence[Image.Image]
-
-
-class SequenceCompose:
-    """Chain sequence transforms (like ``torchvision.transforms.Compose``)."""
-
-    def __init__(self, transforms: Sequence[Callable]):
-        self.transforms = list(transforms)
-
-    def __call__(self, x):
-        for t in self.transforms:
-            x = t(x)
-        return x
-
-    def __repr__(self) -> str:
-        body = "".join(f"\n    {t!r}" for t in self.transforms)
-        return f"{type(self).__name__}({body}\n)"
 
 
 class SequenceResize:
@@ -253,25 +240,6 @@ class RandomSizedErasing:
         )
 
 
-class SequenceNormalize:
-    """``uint8`` ``(T, 3, H, W)`` -> float, divided by 255 then ``(x - mean) / std`` per channel."""
-
-    def __init__(self, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD):
-        if len(mean) != 3 or len(std) != 3 or any(s <= 0 for s in std):
-            raise ValueError(f"need 3 means and 3 positive stds, got mean={mean}, std={std}")
-        self.mean = tuple(float(m) for m in mean)
-        self.std = tuple(float(s) for s in std)
-        self._mean = torch.tensor(self.mean).view(1, 3, 1, 1)
-        self._std = torch.tensor(self.std).view(1, 3, 1, 1)
-
-    def __call__(self, seq: torch.Tensor) -> torch.Tensor:
-        x = seq.float().div_(255.0) if seq.dtype == torch.uint8 else seq.float()
-        return x.sub_(self._mean).div_(self._std)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(mean={self.mean}, std={self.std})"
-
-
 class PerFrame:
     """Apply a per-image tensor transform (e.g. torchreid's ``RandomErasing``) to every frame."""
 
@@ -285,13 +253,27 @@ class PerFrame:
         return f"{type(self).__name__}({type(self.transform).__name__})"
 
 
-def _norm_stats(norm) -> Tuple[Tuple[float, ...], Tuple[float, ...]]:
+def normalize(mean: Sequence[float] = IMAGENET_MEAN,
+              std: Sequence[float] = IMAGENET_STD) -> T.Compose:
+    """``uint8`` ``(..., 3, H, W)`` -> float ``/ 255``, then ``(x - mean) / std`` (torchvision).
+
+    Example:
+        >>> normalize()(torch.zeros(2, 3, 4, 4, dtype=torch.uint8)).dtype
+        torch.float32
+    """
+    if len(mean) != 3 or len(std) != 3 or any(s <= 0 for s in std):
+        raise ValueError(f"need 3 means and 3 positive stds, got mean={mean}, std={std}")
+    return T.Compose([T.ToDtype(torch.float32, scale=True),
+                      T.Normalize([float(m) for m in mean], [float(s) for s in std])])
+
+
+def norm_stats(norm) -> Tuple[Tuple[float, ...], Tuple[float, ...]]:
     if isinstance(norm, str):
         key = norm.lower()
         if key not in NORM_STATS:
             raise ValueError(
-                f"unknown norm {norm!r}; choose 'imagenet' (the authors' choice) or 'clip', "
-                "or pass a (mean, std) pair"
+                f"unknown norm {norm!r}; choose 'imagenet' (the authors' choice), 'clip', "
+                "'inception' (0.5, CLIP-ReID's ViT) or pass a (mean, std) pair"
             )
         return NORM_STATS[key]
     try:
@@ -301,7 +283,7 @@ def _norm_stats(norm) -> Tuple[Tuple[float, ...], Tuple[float, ...]]:
         raise ValueError(f"norm must be 'imagenet', 'clip' or a (mean, std) pair, got {norm!r}") from err
 
 
-def _erasing_mode(erasing) -> str:
+def erasing_mode(erasing) -> str:
     if erasing is None or erasing is False:
         return "none"
     if not isinstance(erasing, str) or erasing.lower() not in ERASING_MODES:
@@ -316,7 +298,7 @@ def build_sequence_transforms(
     flip: bool = True,
     erasing: str | None = "authors",
     norm: Union[str, Tuple[Sequence[float], Sequence[float]]] = "imagenet",
-) -> SequenceCompose:
+) -> Compose:
     """Build the train or test sequence transform (list of PIL frames -> ``(T, 3, H, W)``).
 
     Args:
@@ -331,20 +313,81 @@ def build_sequence_transforms(
     Example:
         >>> tf = build_sequence_transforms(256, 128, is_train=False, norm="clip")
         >>> [type(t).__name__ for t in tf.transforms]
-        ['SequenceResize', 'SequenceToTensor', 'SequenceNormalize']
+        ['SequenceResize', 'SequenceToTensor', 'Compose']
     """
     if int(height) < 1 or int(width) < 1:
         raise ValueError(f"height and width must be positive, got {height}x{width}")
-    mean, std = _norm_stats(norm)
-    mode = _erasing_mode(erasing)
+    mean, std = norm_stats(norm)
+    mode = erasing_mode(erasing)
     steps: List[Callable] = [SequenceResize(height, width), SequenceToTensor()]
     if is_train:
         if flip:
             steps.append(SequenceRandomHorizontalFlip(0.5))
         if mode in ("authors", "authors_fixed"):
             steps.append(RandomSizedErasing(at_sampled_location=mode == "authors_fixed"))
-    steps.append(SequenceNormalize(mean, std))
+    steps.append(normalize(mean, std))
     if is_train and mode == "torchreid":
         random_erasing = compat.tr_module("data.transforms").RandomErasing
         steps.append(PerFrame(random_erasing(mean=list(mean))))
-    return SequenceCompose(steps)
+    if is_train and mode == "pixel":
+        steps.append(T.RandomErasing(p=0.5, value="random"))
+    return Compose(steps)
+
+
+class FirstFrame:
+    """Apply a per-image transform (PIL -> (3, H, W)) to a one-frame sequence -> (1, 3, H, W)."""
+
+    def __init__(self, transform: Callable) -> None:
+        self.transform = transform
+
+    def __call__(self, frames: Frames) -> torch.Tensor:
+        if len(frames) != 1:
+            raise ValueError(f"image transforms take one frame, got {len(frames)}")
+        return self.transform(frames[0]).unsqueeze(0)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.transform!r})"
+
+
+def build_image_transforms(
+    height: int,
+    width: int,
+    is_train: bool,
+    flip: bool = True,
+    erasing: str | None = "pixel",
+    norm: Union[str, Tuple[Sequence[float], Sequence[float]]] = "inception",
+    pad: int = 10,
+) -> FirstFrame:
+    """CLIP-ReID's image pipeline (image ReID), on torchvision; one frame -> ``(1, 3, H, W)``.
+
+    Train: bicubic resize, horizontal flip (p 0.5), pad ``pad`` + random crop back to ``H x W``,
+    to tensor, normalise, random erasing (p 0.5; ``"pixel"``: random normal values, as CLIP-ReID's
+    timm erasing; ``"torchreid"``: torchreid's mean-value erasing; ``None``: off). Test: bilinear
+    resize, to tensor, normalise. CLIP-ReID normalises ViT input with 0.5/0.5 (``"inception"``)
+    and RN50 input with ImageNet statistics.
+
+    Example:
+        >>> from PIL import Image
+        >>> tf = build_image_transforms(64, 32, is_train=True)
+        >>> tf([Image.new("RGB", (20, 40))]).shape
+        torch.Size([1, 3, 64, 32])
+    """
+    mean, std = norm_stats(norm)
+    mode = erasing_mode(erasing)
+    if not is_train:
+        return FirstFrame(Compose([T.Resize((height, width)), T.PILToTensor(),
+                                   normalize(mean, std)]))
+    steps: List[Callable] = [
+        T.Resize((height, width), interpolation=T.InterpolationMode.BICUBIC)]
+    if flip:
+        steps.append(T.RandomHorizontalFlip(0.5))
+    if pad > 0:
+        steps += [T.Pad(pad), T.RandomCrop((height, width))]
+    steps += [T.PILToTensor(), normalize(mean, std)]
+    if mode == "pixel":
+        steps.append(T.RandomErasing(p=0.5, value="random"))
+    elif mode == "torchreid":
+        steps.append(compat.tr_module("data.transforms").RandomErasing(mean=list(mean)))
+    elif mode != "none":
+        raise ValueError(f"image erasing must be 'pixel', 'torchreid' or None, got {erasing!r}")
+    return FirstFrame(Compose(steps))

@@ -1,14 +1,16 @@
-"""Checkpoints that survive crashes and load under ``torch.load(weights_only=True)``.
+"""Checkpoints that survive crashes, describe themselves and load with ``weights_only=True``.
 
 torchreid's own ``save_checkpoint`` stores ``rank1`` as a numpy scalar, so its checkpoints do not
 reload under torch >= 2.6, and it writes in place, so a crash mid-write loses the file. Here:
 
-* :func:`save_checkpoint` writes to a temporary file in the target folder, fsyncs it and renames it
-  over the destination (atomic on POSIX), and keeps only tensors and plain Python values;
-* :func:`load_checkpoint` loads with ``weights_only=True``; for old torchreid checkpoints it
-  allow-lists the three numpy globals they need (see TOOLKIT_NOTES 1.3 d);
-* :func:`rng_state` / :func:`set_rng_state` capture every random generator a training epoch uses
-  (python, numpy, torch, CUDA) as weights-only-safe values, so a resumed run continues exactly.
+* :func:`save_checkpoint` / :func:`load_checkpoint` (in :mod:`tfclip_torchreid.utils.checkpoint`)
+  write atomically (temp file + fsync + rename) and read with ``weights_only=True``;
+* :class:`Checkpointer` (the shape of fvcore's ``Checkpointer`` / ``PeriodicCheckpointer``) owns
+  ``<save_dir>/checkpoints``: it checks the folder is writable and removes temporary files left by
+  a killed write *before* training starts, writes ``latest.pth`` after every epoch, keeps the last
+  ``keep_last`` ``epoch_NNN.pth`` files and ``best.pth`` by a *validation* metric (never the test
+  set). Every file names its architecture, model configuration and package version
+  (:func:`checkpoint_header`), so a model can be rebuilt from the file alone.
 
 Example:
     >>> import torch, tempfile, os
@@ -20,106 +22,106 @@ Example:
 
 from __future__ import annotations
 
+import glob
 import os
-import random
+import os.path as osp
+import re
 import tempfile
-from typing import Any
+from typing import Any, Dict, List
 
-import numpy as np
-import torch
+from ..utils.checkpoint import FORMAT, checkpoint_header, load_checkpoint, save_checkpoint
 
+__all__ = ["save_checkpoint", "load_checkpoint", "Checkpointer", "checkpoint_header",
+           "check_writable", "FORMAT"]
 
-def _plain(obj: Any) -> Any:
-    """Convert numpy scalars/arrays nested in ``obj`` into weights-only-loadable values."""
-    if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_plain(v) for v in obj)
-    if isinstance(obj, np.ndarray):
-        return torch.from_numpy(np.ascontiguousarray(obj))
-    if isinstance(obj, np.generic):
-        return obj.item()
-    return obj
-
-
-def save_checkpoint(state: dict, fpath: str) -> str:
-    """Atomically write ``state`` to ``fpath`` (temp file + fsync + rename); returns ``fpath``."""
-    fpath = os.path.abspath(fpath)
-    folder = os.path.dirname(fpath)
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pth", dir=folder)
+def check_writable(folder: str) -> None:
+    """Create ``folder`` if needed and prove it is writable, or raise a PermissionError that
+    names it (before any compute is spent)."""
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(_plain(state), f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, fpath)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return fpath
+        os.makedirs(folder, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".tmp-probe-", dir=folder)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as err:
+        raise PermissionError(
+            f"cannot write to {folder} ({err.strerror or err}): pick another --save-dir or fix "
+            f"the folder's permissions"
+        ) from err
 
 
-def load_checkpoint(fpath: str, map_location: str | torch.device = "cpu") -> dict:
-    """Load a checkpoint with ``weights_only=True``.
+class Checkpointer:
+    """Owns ``<save_dir>/checkpoints``: writable check, stale temp files, retention, best.
 
-    Accepts our checkpoints, plain state dicts, and checkpoints written by torchreid's
-    ``Engine.save_model`` (numpy ``rank1``), for which the needed numpy globals are allow-listed.
+    Args:
+        save_dir: the run's output folder.
+        keep_last: how many ``epoch_NNN.pth`` files to keep (0 keeps none; ``latest.pth`` is
+            always written).
+        enabled: False on ranks other than 0 (they never write).
+
+    Example:
+        >>> import tempfile
+        >>> ck = Checkpointer(tempfile.mkdtemp(), keep_last=2)
+        >>> ck.prepare()
+        >>> for epoch in range(4):
+        ...     _ = ck.save({"epoch": epoch + 1}, epoch + 1)
+        >>> [os.path.basename(p) for p in ck.epoch_files()]
+        ['epoch_003.pth', 'epoch_004.pth']
     """
-    if not os.path.isfile(fpath):
-        raise FileNotFoundError(f"checkpoint not found: {fpath}")
-    try:
-        return torch.load(fpath, map_location=map_location, weights_only=True)
-    except Exception as err:  # noqa: BLE001 - re-raised below with context
-        first = err
-    safe = [np.dtype]
-    core = getattr(np, "_core", None) or getattr(np, "core", None)
-    scalar = getattr(getattr(core, "multiarray", None), "scalar", None)
-    if scalar is not None:
-        safe.append(scalar)
-    safe += [getattr(np.dtypes, n) for n in ("Float32DType", "Float64DType") if hasattr(np, "dtypes")]
-    try:
-        with torch.serialization.safe_globals(safe):
-            return torch.load(fpath, map_location=map_location, weights_only=True)
-    except Exception:  # noqa: BLE001
-        raise RuntimeError(
-            f"cannot load checkpoint {fpath} with weights_only=True: {first}. "
-            "If it is a TorchScript CLIP file, pass it as the CLIP `pretrained` path instead; "
-            "if it is a trusted pickle, re-save its state_dict with torch.save(model.state_dict())."
-        ) from first
 
+    def __init__(self, save_dir: str, keep_last: int = 2, enabled: bool = True) -> None:
+        self.folder = osp.join(save_dir, "checkpoints")
+        self.keep_last = max(0, int(keep_last))
+        self.enabled = enabled
+        self.best_metric: float | None = None
 
-def rng_state() -> dict:
-    """Every RNG a training epoch draws from, as weights-only-safe values."""
-    np_state = np.random.get_state()
-    state = {
-        "python": _plain(random.getstate()),
-        "numpy": {
-            "kind": np_state[0],
-            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
-            "pos": int(np_state[2]),
-            "has_gauss": int(np_state[3]),
-            "cached_gaussian": float(np_state[4]),
-        },
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
+    @property
+    def latest_path(self) -> str:
+        return osp.join(self.folder, "latest.pth")
 
+    @property
+    def best_path(self) -> str:
+        return osp.join(self.folder, "best.pth")
 
-def set_rng_state(state: dict) -> None:
-    """Restore the generators captured by :func:`rng_state`."""
+    def prepare(self) -> List[str]:
+        """Check the folder is writable and delete temp files of killed writes; returns them."""
+        if not self.enabled:
+            return []
+        check_writable(self.folder)
+        stale = sorted(glob.glob(osp.join(self.folder, ".tmp-*")))
+        for path in stale:
+            os.remove(path)
+        return stale
 
-    def _tuple(x: Any) -> Any:
-        return tuple(_tuple(v) for v in x) if isinstance(x, (list, tuple)) else x
+    def latest(self) -> str | None:
+        """``latest.pth`` if it exists."""
+        return self.latest_path if osp.isfile(self.latest_path) else None
 
-    random.setstate(_tuple(state["python"]))
-    n = state["numpy"]
-    np.random.set_state(
-        (n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
-    )
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    def epoch_files(self) -> List[str]:
+        """``epoch_NNN.pth`` files, oldest first."""
+        pattern = re.compile(r"epoch_(\d+)\.pth$")
+        files = [f for f in glob.glob(osp.join(self.folder, "epoch_*.pth")) if pattern.search(f)]
+        return sorted(files, key=lambda f: int(pattern.search(f).group(1)))
+
+    def save(self, state: Dict[str, Any], epoch: int) -> str | None:
+        """Write ``latest.pth`` (and ``epoch_NNN.pth`` while ``keep_last > 0``), prune old ones."""
+        if not self.enabled:
+            return None
+        path = save_checkpoint(state, self.latest_path)
+        if self.keep_last > 0:
+            epoch_path = osp.join(self.folder, f"epoch_{int(epoch):03d}.pth")
+            try:
+                os.link(path, epoch_path + ".link")  # same bytes, no second write
+                os.replace(epoch_path + ".link", epoch_path)
+            except OSError:  # file systems without hard links
+                save_checkpoint(state, epoch_path)
+            for old in self.epoch_files()[:-self.keep_last]:
+                os.remove(old)
+        return path
+
+    def save_best(self, state: Dict[str, Any], metric: float) -> bool:
+        """Write ``best.pth`` when ``metric`` (a validation score, higher is better) improves."""
+        if not self.enabled or (self.best_metric is not None and metric <= self.best_metric):
+            return False
+        self.best_metric = float(metric)
+        save_checkpoint(dict(state, best_metric=self.best_metric), self.best_path)
+        return True

@@ -1,5 +1,10 @@
 """From a config to results: what ``tools/train.py`` runs (torchreid's ``scripts/main.py`` style).
 
+Everything that can be wrong with the command line is found before any data is read: unknown
+flags or options, an unknown architecture, a bad model option, an unwritable output folder,
+``--evaluate-only`` without weights. The run prints where its log, checkpoints and results go,
+at the start and at the end, and writes ``results.json`` after every evaluation.
+
 Example:
     >>> from tfclip_torchreid.config import get_default_config
     >>> cfg = get_default_config()
@@ -22,38 +27,56 @@ from yacs.config import CfgNode
 
 from .. import compat
 from ..config import get_default_config
-from ..data.datamanager import TFCLIPVideoDataManager
+from ..data.datamanager import build_datamanager
 from ..losses import TFCLIPLoss
-from ..models.factory import build_tfclip, load_model_weights
+from ..models.config import option_fields
+from ..models.factory import (
+    create_model,
+    list_archs,
+    load_model_weights,
+    model_config,
+    model_config_from_checkpoint,
+)
 from ..optim import WarmupMultiStepLR, build_tfclip_optimizer
-from . import distributed as du
-from .checkpoint import load_checkpoint
+from ..utils import distributed as du
+from ..utils.checkpoint import load_checkpoint, read_header
+from .checkpoint import check_writable
 from .v2m_engine import VideoV2MEngine
 
-SYNTHETIC_FORMATS = {"mars": "mars", "ilidsvid": "ilidsvid", "lsvid": "lsvid"}
+__all__ = ["build_parser", "config_from_args", "check_config", "build_engine", "run_engine",
+           "run_from_config", "main"]
+
+SYNTHETIC_FORMATS = {"mars": "mars", "ilidsvid": "ilidsvid", "lsvid": "lsvid",
+                     "market1501": "market1501"}
+DEFAULT_ARCH = "tfclip_vitb16"
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """torchreid-style flags; ``KEY VALUE`` config options may come anywhere on the line."""
+    options = ", ".join(f"model.{f['name']}" for f in option_fields(("switch",)))
     p = argparse.ArgumentParser(
-        description="Train / evaluate TF-CLIP with torchreid",
+        description="Train / evaluate TF-CLIP and CLIP-ReID with torchreid",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+        epilog=f"Any config key can be set as KEY VALUE, e.g. train.max_epoch 80. Model options "
+               f"(see models/config.py): {options}.")
     p.add_argument("--config-file", type=str, default="", help="path to a yaml config")
     p.add_argument("--arch", type=str, default="", help="model name, e.g. tfclip_vitb16")
-    p.add_argument("-s", "--sources", type=str, nargs="+", help="source datasets (delimited by space)")
-    p.add_argument("-t", "--targets", type=str, nargs="+", help="target datasets (delimited by space)")
+    p.add_argument("-s", "--sources", type=str, nargs="+", help="source datasets")
+    p.add_argument("-t", "--targets", type=str, nargs="+", help="target datasets")
     p.add_argument("--root", type=str, default="", help="root path to data directory")
     p.add_argument("--save-dir", type=str, default="", help="where logs and checkpoints go")
-    p.add_argument("--weights", type=str, default="", help="model weights to load (ours or the authors')")
+    p.add_argument("--weights", type=str, default="",
+                   help="model weights to load (ours, the authors' or zoo:NAME)")
     p.add_argument("--resume", type=str, default="", help="checkpoint to resume from, or 'auto'")
     p.add_argument("--evaluate-only", action="store_true", help="only evaluate (with --weights)")
     p.add_argument("--all-splits", action="store_true", help="iLIDS-VID/PRID: run every split")
     p.add_argument("--synthetic", action="store_true", help="generate synthetic data under --root")
-    p.add_argument("opts", default=None, nargs=argparse.REMAINDER, help="modify config options (KEY VALUE)")
+    p.add_argument("opts", nargs="*", default=[], help="config options: KEY VALUE ...")
     return p
 
 
 def config_from_args(args: argparse.Namespace) -> CfgNode:
+    """The default config, merged with ``--config-file``, the flags and ``KEY VALUE`` pairs."""
     cfg = get_default_config()
     if args.config_file:
         if not osp.isfile(args.config_file):
@@ -71,178 +94,157 @@ def config_from_args(args: argparse.Namespace) -> CfgNode:
             section, name = key.split(".")
             setattr(getattr(cfg, section), name, value)
     opts = list(args.opts or [])
-    if opts and opts[0] == "--":
-        opts = opts[1:]
     if len(opts) % 2:
-        raise ValueError(f"opts must be KEY VALUE pairs, got {opts}")
-    cfg.merge_from_list(opts)
-    if cfg.test.evaluate and not cfg.model.load_weights and not cfg.train.resume:
-        raise ValueError("--evaluate-only needs --weights PATH (a checkpoint to evaluate)")
+        raise ValueError(f"config options must be KEY VALUE pairs, got {opts}")
+    try:
+        cfg.merge_from_list(opts)
+    except (KeyError, AssertionError) as err:
+        raise ValueError(f"bad config option in {opts}: {err}") from err
     return cfg
 
 
-def _gallery_option(value: str) -> bool | None:
-    v = str(value).lower()
-    if v in ("auto", "none", ""):
+# ---------------------------------------------------------------------------------- checks
+def resume_path(cfg: CfgNode) -> str:
+    """The checkpoint ``train.resume`` names (``auto``: ``<save_dir>/checkpoints/latest.pth``
+    when it exists), or ``""``."""
+    if cfg.train.resume == "auto":
+        path = osp.join(cfg.data.save_dir, "checkpoints", "latest.pth")
+        return path if osp.isfile(path) else ""
+    return cfg.train.resume
+
+
+def _weights_header(path: str) -> dict | None:
+    if not path:
         return None
-    if v in ("yes", "true", "1"):
-        return True
-    if v in ("no", "false", "0"):
-        return False
-    raise ValueError(f"data.gallery_includes_query must be auto|yes|no, got {value!r}")
+    if not osp.isfile(path):
+        raise FileNotFoundError(f"weights file not found: {path}")
+    return read_header(load_checkpoint(path))
 
 
+def model_overrides(cfg: CfgNode) -> dict[str, Any]:
+    """The model options the config sets (None = the architecture's default)."""
+    return {f["name"]: cfg.model[f["name"]] for f in option_fields()
+            if cfg.model[f["name"]] is not None}
+
+
+def check_config(cfg: CfgNode) -> None:
+    """Everything that can be checked before data is read; raises with the fix in the message."""
+    arch = cfg.model.name or DEFAULT_ARCH
+    if arch not in list_archs():
+        raise ValueError(f"unknown architecture {arch!r} (model.name / --arch); available: "
+                         f"{list_archs()}")
+    model_config(arch, 1, 0, image_size=(cfg.data.height, cfg.data.width),
+                 **model_overrides(cfg))  # validates every option and its choices
+    if cfg.test.evaluate and not cfg.model.load_weights and not resume_path(cfg):
+        where = (f" ({osp.join(cfg.data.save_dir, 'checkpoints', 'latest.pth')} does not exist)"
+                 if cfg.train.resume == "auto" else "")
+        raise ValueError(f"--evaluate-only needs weights: --weights PATH or --resume PATH{where}; "
+                         f"evaluating a randomly initialised model would mean nothing")
+    header = _weights_header(cfg.model.load_weights) or _weights_header(resume_path(cfg))
+    if header is not None and cfg.model.name and header["arch"] != cfg.model.name:
+        raise ValueError(f"the weights hold a {header['arch']} model but model.name is "
+                         f"{cfg.model.name!r}: pass --arch {header['arch']} (or omit it)")
+    if du.is_main_process():
+        check_writable(cfg.data.save_dir)
+        check_writable(osp.join(cfg.data.save_dir, "checkpoints"))
+
+
+# ---------------------------------------------------------------------------------- building
 def ensure_synthetic(cfg: CfgNode) -> None:
     """Generate the synthetic datasets named in sources/targets under ``root`` if absent."""
     from ..data.synthetic import make_synthetic_dataset
 
     for name in dict.fromkeys(list(cfg.data.sources) + list(cfg.data.targets)):
         if name not in SYNTHETIC_FORMATS:
-            raise ValueError(f"no synthetic generator for dataset {name!r}; have {sorted(SYNTHETIC_FORMATS)}")
+            raise ValueError(f"no synthetic generator for dataset {name!r}; have "
+                             f"{sorted(SYNTHETIC_FORMATS)}")
         if du.is_main_process():
-            sizes = {k: v for k, v in cfg.data.synthetic_sizes.items()}
-            make_synthetic_dataset(SYNTHETIC_FORMATS[name], cfg.data.root, seed=cfg.train.seed, **sizes)
+            sizes = dict(cfg.data.synthetic_sizes.items())
+            make_synthetic_dataset(SYNTHETIC_FORMATS[name], cfg.data.root, seed=cfg.train.seed,
+                                   **sizes)
     du.barrier()
 
 
-def build_datamanager(cfg: CfgNode, use_gpu: bool) -> TFCLIPVideoDataManager:
-    return TFCLIPVideoDataManager(
-        root=cfg.data.root,
-        sources=list(cfg.data.sources),
-        targets=list(cfg.data.targets) or None,
-        height=cfg.data.height,
-        width=cfg.data.width,
-        seq_len=cfg.data.seq_len,
-        train_sample_method=cfg.data.train_sample_method,
-        test_sample_method=cfg.data.test_sample_method,
-        batch_size_train=cfg.train.batch_size,
-        num_instances=cfg.sampler.num_instances,
-        batch_size_test=cfg.test.batch_size,
-        workers=cfg.data.workers,
-        norm=cfg.data.norm,
-        erasing=cfg.data.erasing,
-        flip=cfg.data.flip,
-        split_id=cfg.data.split_id,
-        use_gpu=use_gpu,
-        gallery_includes_query=_gallery_option(cfg.data.gallery_includes_query),
-        distributed=du.is_dist(),
-        seed=cfg.train.seed,
-    )
-
-
-def build_model_from_config(cfg: CfgNode, num_classes: int, camera_num: int) -> torch.nn.Module:
-    pretrained = cfg.model.pretrained or None
-    if cfg.test.evaluate or cfg.model.load_weights or cfg.train.resume:
-        pretrained = None  # the loaded weights replace the CLIP initialisation anyway
-    return build_tfclip(
-        cfg.model.name,
-        num_classes=num_classes,
-        camera_num=camera_num,
-        pretrained=pretrained,
-        image_size=(cfg.data.height, cfg.data.width),
-        sie_coe=cfg.model.sie_coe,
-        use_sie=cfg.model.use_sie,
-        use_memory=cfg.model.use_memory,
-        use_ssp=cfg.model.use_ssp,
-        ssp_form=cfg.model.ssp_form,
-        ssp_layers=cfg.model.ssp_layers,
-        temporal=cfg.model.temporal,
-        tmd_detach=cfg.model.tmd_detach,
-        test_feature=cfg.model.test_feature,
-        v2m=cfg.model.v2m,
-        stride=cfg.model.stride,
-        grad_checkpointing=cfg.model.grad_checkpointing,
-    )
+def build_model_from_config(cfg: CfgNode, dm: Any) -> torch.nn.Module:
+    """The model ``cfg`` asks for. With ``--weights`` (or a checkpoint to resume) that describes
+    its model, that description is the base and the config's options override it."""
+    weights = cfg.model.load_weights or resume_path(cfg)
+    header = _weights_header(weights)
+    overrides = model_overrides(cfg)
+    if header is not None:
+        mcfg = model_config_from_checkpoint(load_checkpoint(weights), **overrides)
+        if tuple(mcfg.image_size) != (cfg.data.height, cfg.data.width):
+            raise ValueError(f"{weights} was trained on {mcfg.image_size[0]}x{mcfg.image_size[1]}"
+                             f" frames but data.height/width are {cfg.data.height}x"
+                             f"{cfg.data.width}: set them to the checkpoint's size")
+        return create_model(mcfg)
+    pretrained = None if weights else (cfg.model.pretrained or None)
+    mcfg = model_config(cfg.model.name or DEFAULT_ARCH, dm.num_train_pids, dm.num_cameras,
+                        image_size=(cfg.data.height, cfg.data.width), **overrides)
+    return create_model(mcfg, pretrained=pretrained)
 
 
 def build_engine(cfg: CfgNode) -> VideoV2MEngine:
     """Data manager, model, optimiser, schedule, loss and engine from ``cfg``."""
     use_gpu = bool(cfg.use_gpu) and torch.cuda.is_available()
-    dm = build_datamanager(cfg, use_gpu)
-    model = build_model_from_config(cfg, dm.num_train_pids, dm.num_cameras)
+    dm = build_datamanager(cfg, distributed=du.is_dist())
+    model = build_model_from_config(cfg, dm)
     if cfg.model.load_weights:
-        load_model_weights(model, load_checkpoint(cfg.model.load_weights), source=cfg.model.load_weights)
+        load_model_weights(model, load_checkpoint(cfg.model.load_weights),
+                           source=cfg.model.load_weights, strict=cfg.model.load_strict)
+    t = cfg.train
     optimizer = build_tfclip_optimizer(
-        model,
-        lr=cfg.train.lr,
-        weight_decay=cfg.train.weight_decay,
-        bias_lr_factor=cfg.train.bias_lr_factor,
-        weight_decay_bias=cfg.train.weight_decay_bias,
-        large_fc_lr=cfg.train.large_fc_lr,
-        fc_lr_factor=cfg.train.fc_lr_factor,
-        temporal_lr_factor=cfg.train.temporal_lr_factor,
-    )
-    scheduler = WarmupMultiStepLR(
-        optimizer,
-        milestones=tuple(cfg.train.milestones),
-        gamma=cfg.train.gamma,
-        warmup_factor=cfg.train.warmup_factor,
-        warmup_epochs=cfg.train.warmup_epochs,
-    )
+        model, lr=t.lr, weight_decay=t.weight_decay, bias_lr_factor=t.bias_lr_factor,
+        weight_decay_bias=t.weight_decay_bias, large_fc_lr=t.large_fc_lr,
+        fc_lr_factor=t.fc_lr_factor, temporal_lr_factor=t.temporal_lr_factor)
+    scheduler = WarmupMultiStepLR(optimizer, milestones=tuple(t.milestones), gamma=t.gamma,
+                                  warmup_factor=t.warmup_factor, warmup_epochs=t.warmup_epochs)
+    loss = cfg.loss
     criterion = TFCLIPLoss(
-        num_classes=dm.num_train_pids,
-        id_weight=cfg.loss.id_weight,
-        triplet_weight=cfg.loss.triplet_weight,
-        v2m_weight=cfg.loss.v2m_weight,
-        frame_weight=cfg.loss.frame_weight,
-        margin=cfg.loss.margin,
-        label_smooth=cfg.loss.label_smooth,
-        v2m=cfg.model.v2m,
-    )
-    cache = cfg.train.memory_cache_dir
-    engine = VideoV2MEngine(
-        dm,
-        model,
-        optimizer,
-        scheduler,
-        criterion=criterion,
-        use_gpu=use_gpu,
-        amp=cfg.train.amp,
-        grad_clip=cfg.train.grad_clip,
+        num_classes=model.num_classes, id_weight=loss.id_weight,
+        triplet_weight=loss.triplet_weight, v2m_weight=loss.v2m_weight,
+        frame_weight=loss.frame_weight, margin=loss.margin, label_smooth=loss.label_smooth,
+        v2m=model.cfg.v2m)
+    cache = t.memory_cache_dir
+    return VideoV2MEngine(
+        dm, model, optimizer, scheduler, criterion=criterion, use_gpu=use_gpu, amp=t.amp,
+        grad_clip=t.grad_clip,
         memory_cache_dir=None if cache == "" else ("" if cache.lower() == "none" else cache),
-        max_clips_per_forward=cfg.test.max_clips_per_forward,
-        checkpoint_every=cfg.train.checkpoint_every,
-        compile_model=cfg.model.compile,
-    )
-    return engine
+        max_clips_per_forward=cfg.test.max_clips_per_forward, keep_last=t.keep_last,
+        compile_model=cfg.model.compile)
+
+
+# ---------------------------------------------------------------------------------- running
+def _test_kwargs(cfg: CfgNode) -> dict[str, Any]:
+    return dict(dist_metric=cfg.test.dist_metric, normalize_feature=cfg.test.normalize_feature,
+                visrank=cfg.test.visrank, visrank_topk=cfg.test.visrank_topk,
+                ranks=list(cfg.test.ranks), rerank=cfg.test.rerank)
+
+
+def _snapshot(engine: VideoV2MEngine) -> dict[str, dict]:
+    return {k: dict(v) for k, v in engine.results.items()}
 
 
 def run_engine(cfg: CfgNode, engine: VideoV2MEngine) -> dict[str, Any]:
     """Resume if asked, evaluate before training if asked, train, test; return results."""
     start_epoch = cfg.train.start_epoch
-    resume = cfg.train.resume
-    if resume == "auto":
-        resume = osp.join(cfg.data.save_dir, "checkpoints", "latest.pth")
-        resume = resume if osp.isfile(resume) else ""
+    resume = resume_path(cfg)
     if resume:
         start_epoch = engine.resume(resume)
-    kwargs = dict(
-        dist_metric=cfg.test.dist_metric,
-        normalize_feature=cfg.test.normalize_feature,
-        visrank=cfg.test.visrank,
-        visrank_topk=cfg.test.visrank_topk,
-        ranks=list(cfg.test.ranks),
-        rerank=cfg.test.rerank,
-    )
+    kwargs = _test_kwargs(cfg)
     out: dict[str, Any] = {"before": None, "after": None}
     if cfg.test.evaluate:
         engine.run(save_dir=cfg.data.save_dir, test_only=True, **kwargs)
-        out["after"] = {k: dict(v) for k, v in engine.results.items()}
-        return out
-    if cfg.test.eval_before_train:
-        print("=> Evaluating before training")
-        engine.test(save_dir=cfg.data.save_dir, **{k: v for k, v in kwargs.items()})
-        out["before"] = {k: dict(v) for k, v in engine.results.items()}
-    engine.run(
-        save_dir=cfg.data.save_dir,
-        max_epoch=cfg.train.max_epoch,
-        start_epoch=start_epoch,
-        print_freq=cfg.train.print_freq,
-        eval_freq=cfg.test.eval_freq,
-        start_eval=cfg.test.start_eval,
-        **{k: v for k, v in kwargs.items() if k not in ("visrank", "visrank_topk", "rerank")},
-    )
-    out["after"] = {k: dict(v) for k, v in engine.results.items()}
+    else:
+        if cfg.test.eval_before_train:
+            print("=> Evaluating before training")
+            engine.test(save_dir=cfg.data.save_dir, **kwargs)
+            out["before"] = _snapshot(engine)
+        fit = {k: v for k, v in kwargs.items() if k not in ("visrank", "visrank_topk", "rerank")}
+        engine.run(save_dir=cfg.data.save_dir, max_epoch=cfg.train.max_epoch,
+                   start_epoch=start_epoch, print_freq=cfg.train.print_freq,
+                   eval_freq=cfg.test.eval_freq, start_eval=cfg.test.start_eval, **fit)
+    out["after"] = _snapshot(engine)
     out["timings"] = dict(engine.timings)
     write_results(cfg, out, engine)
     return out
@@ -256,12 +258,9 @@ def write_results(cfg: CfgNode, out: dict[str, Any], engine: VideoV2MEngine) -> 
     rows = []
     for name, res in (out.get("after") or {}).items():
         rows.append({
-            "model": cfg.model.name,
-            "dataset": name,
-            **{k: v for k, v in res.items() if k.startswith("R") or k in ("mAP", "mINP")},
+            "model": engine.raw_model.cfg.arch, "dataset": name, **res,
             "train_s": timings.get("train_s", 0.0) + timings.get("memory_s", 0.0),
-            "test_s": res.get("test_s", 0.0),
-            "gallery_includes_query": engine._includes_query(name),
+            "evaluate_only": bool(cfg.test.evaluate),
         })
     os.makedirs(cfg.data.save_dir, exist_ok=True)
     with open(osp.join(cfg.data.save_dir, "results.json"), "w") as f:
@@ -270,12 +269,12 @@ def write_results(cfg: CfgNode, out: dict[str, Any], engine: VideoV2MEngine) -> 
 
 def run_from_config(cfg: CfgNode) -> dict[str, Any]:
     """Run one experiment (or every split with ``data.all_splits``); returns the results."""
+    check_config(cfg)
     compat.set_random_seed(cfg.train.seed)
     if cfg.data.synthetic:
         ensure_synthetic(cfg)
     if not cfg.data.all_splits:
-        engine = build_engine(cfg)
-        return run_engine(cfg, engine)
+        return run_engine(cfg, build_engine(cfg))
     return run_all_splits(cfg)
 
 
@@ -292,13 +291,11 @@ def run_all_splits(cfg: CfgNode) -> dict[str, Any]:
     for split in range(n):
         c = cfg.clone()
         c.defrost()
-        c.data.split_id = split
-        c.data.all_splits = False
+        c.data.split_id, c.data.all_splits = split, False
         c.data.save_dir = osp.join(base_dir, f"split_{split}")
         print(f"\n##### {names[0]} split {split + 1}/{n} #####")
         compat.set_random_seed(c.train.seed)
-        res = run_engine(c, build_engine(c))["after"]
-        per_split.append(next(iter(res.values())))
+        per_split.append(next(iter(run_engine(c, build_engine(c))["after"].values())))
     keys = [k for k in per_split[0] if k.startswith("R") or k in ("mAP", "mINP")]
     mean = {k: sum(r[k] for r in per_split) / n for k in keys}
     if du.is_main_process():
@@ -316,9 +313,37 @@ def run_all_splits(cfg: CfgNode) -> dict[str, Any]:
     return {"splits": per_split, "mean": mean}
 
 
+def summary_table(out: dict[str, Any]) -> str:
+    """Before/after (or final) mAP and CMC per dataset, as printed at the end of a run.
+
+    Example:
+        >>> print(summary_table({"before": {"mars": {"mAP": 0.1, "R1": 0.0}},
+        ...                      "after": {"mars": {"mAP": 0.5, "R1": 0.4}}}))
+        dataset  | metric | before | after
+        mars     | mAP    |  10.0% | 50.0%
+        mars     | R1     |   0.0% | 40.0%
+    """
+    before, after = out.get("before") or {}, out.get("after") or {}
+    lines = ["dataset  | metric | before | after" if before else "dataset  | metric | result"]
+    for name, res in after.items():
+        for key in [k for k in res if k == "mAP" or (k.startswith("R") and k[1:].isdigit())]:
+            if before:
+                lines.append(f"{name:<8} | {key:<6} | {before[name][key]:>6.1%} | "
+                             f"{res[key]:.1%}")
+            else:
+                lines.append(f"{name:<8} | {key:<6} | {res[key]:.1%}")
+    return "\n".join(lines)
+
+
 class ConsoleLogger(compat.utils.Logger):
-    """torchreid's console + file ``Logger``, except that closing it (also at garbage collection)
-    closes only its file, not the console it writes through (torchreid's closes ``sys.stdout``)."""
+    """torchreid's console + file ``Logger``, flushed at every line (so a redirected run shows
+    its progress as it goes), and closing it closes only its file (torchreid's closes
+    ``sys.stdout``)."""
+
+    def write(self, msg: str) -> None:
+        super().write(msg)
+        if "\n" in msg:
+            self.flush()
 
     def close(self) -> None:
         if self.file is not None and not self.file.closed:
@@ -326,22 +351,36 @@ class ConsoleLogger(compat.utils.Logger):
             self.file.close()
 
 
+def _paths(cfg: CfgNode, log_path: str) -> str:
+    save = osp.abspath(cfg.data.save_dir)
+    return (f"log: {log_path} | checkpoints: {osp.join(save, 'checkpoints')} | results: "
+            f"{osp.join(save, 'results.json')} | tensorboard: {save}")
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    args = build_parser().parse_args(argv)
+    """``tools/train.py``: parse, check, log, run; returns the results."""
+    args = build_parser().parse_intermixed_args(argv)
     cfg = config_from_args(args)
     distributed = du.init_distributed()
-    stdout = sys.stdout
+    check_config(cfg)
+    stdout, log_path = sys.stdout, ""
     if distributed and not du.is_main_process():
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - only rank 0 logs
     else:
-        os.makedirs(cfg.data.save_dir, exist_ok=True)
         name = "test.log" if cfg.test.evaluate else "train.log"
-        sys.stdout = ConsoleLogger(osp.join(cfg.data.save_dir, time.strftime("%Y%m%d-%H%M%S-") + name))
+        log_path = osp.abspath(osp.join(cfg.data.save_dir, time.strftime("%Y%m%d-%H%M%S-")
+                                        + name))
+        sys.stdout = ConsoleLogger(log_path)
     cfg.freeze()
     print(f"Show configuration\n{cfg}\n")
     print(f"torchreid layout: {compat.LAYOUT} ({compat.ROOT}); world size {du.get_world_size()}")
+    print(f"=> Writing {_paths(cfg, log_path)}")
     try:
-        return run_from_config(cfg)
+        out = run_from_config(cfg)
+        if "after" in out:
+            print("\n" + summary_table(out))
+        print(f"=> Wrote {_paths(cfg, log_path)}")
+        return out
     finally:
         du.cleanup()
         logger, sys.stdout = sys.stdout, stdout

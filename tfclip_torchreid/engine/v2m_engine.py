@@ -1,24 +1,26 @@
-"""VideoV2MEngine: torchreid's Engine, taught what TF-CLIP needs.
+"""VideoV2MEngine: torchreid's Engine, taught what TF-CLIP and CLIP-ReID need.
 
 torchreid's ``Engine`` keeps the training loop (``run``/``train``/``test``), the meters, the
-tensorboard writer and the console log. This subclass overrides only its hooks:
+tensorboard writer and the console lines. This subclass fills its hooks:
 
-* :meth:`train` fills the CLIP-Memory before the first epoch (paper Sec. "CLIP-Memory": the
-  identity-level mean of sequence features of the *pretrained* encoder; spec §2), then runs
-  torchreid's epoch loop and writes an atomic checkpoint at the end of every epoch;
+* :meth:`train` fills the identity bank before the first epoch (paper Sec. "CLIP-Memory": the
+  identity-level mean of sequence features of the *pretrained* encoder,
+  ``docs/released_vs_paper.md#clip-memory``; cached on disk), seeds the epoch's batches, shows a
+  progress bar and writes one atomic checkpoint at the end of the epoch;
 * :meth:`forward_backward` runs the whole clip (B, T, 3, H, W) through the model once and applies
-  :class:`~tfclip_torchreid.losses.TFCLIPLoss` (ID x3, triplet x3, V2M, frame ID / T; spec §6),
-  with bf16/fp16 autocast on GPU and fp32 on CPU;
-* :meth:`_evaluate` extracts per-tracklet features with the dense all-clip protocol (each
-  tracklet's clips batched together, its camera broadcast to every clip, mean over clips; spec §8.6),
-  L2-normalises, ranks by (squared) Euclidean distance with our vectorised
-  :func:`~tfclip_torchreid.metrics.evaluate_rank`, optionally with gallery = query ∪ gallery
-  (the paper's protocol) and torchreid's re-ranking / ranked-list visualisation;
-* :meth:`save_model` writes checkpoints loadable with ``weights_only=True`` (torchreid's are not).
+  :class:`~tfclip_torchreid.losses.TFCLIPLoss` (ID x3, triplet x3, V2M, frame ID / T), with
+  bf16/fp16 autocast on GPU and fp32 on CPU;
+* :meth:`_evaluate` embeds every tracklet with the dense all-clip protocol (each tracklet's clips
+  batched together, its camera broadcast to every clip, mean over clips), L2-normalises, ranks
+  with our vectorised :func:`~tfclip_torchreid.metrics.rank_metrics` (gallery = query + gallery
+  where the protocol says so), reports the queries that have no true match, and offers torchreid's
+  re-ranking and ranked-list pictures.
 
-Deviations from the authors' code, on purpose: the CLIP-Memory pass is batched (the authors run one
-tracklet at a time), cached on disk and sharded across processes; the dense test does not crash
-with SIE (spec §13 B1); no checkpoint is ever selected on the test set.
+Image datasets run through the same engine: an image is a one-frame clip.
+
+Deviations from the authors' code, on purpose: the memory pass is batched (the authors run one
+tracklet at a time), cached and sharded across processes; the dense test does not crash with SIE;
+no checkpoint is ever selected on the test set.
 
 Example:
     >>> engine = VideoV2MEngine(datamanager, model, optimizer, scheduler)  # doctest: +SKIP
@@ -28,12 +30,11 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import math
-import os
 import os.path as osp
+import sys
 import time
+import warnings
 from collections import OrderedDict
 from typing import Any, Iterable
 
@@ -45,15 +46,20 @@ from torch import nn
 
 from .. import compat
 from ..losses import TFCLIPLoss
-from ..metrics import evaluate_rank
+from ..metrics import rank_metrics
 from ..models.clip_memory import aggregate_identity_means
-from . import checkpoint as ckpt
-from .distributed import all_gather_ordered, get_rank, get_world_size, is_main_process
+from ..utils.distributed import all_gather_ordered, get_world_size, is_main_process
+from ..utils.rng import rng_state, set_rng_state
+from . import identity_bank
+from .checkpoint import Checkpointer, checkpoint_header, load_checkpoint
+from .extraction import TrackletFeatures, extract_features
 
 try:  # tqdm ships with torchreid's and open_clip's dependencies
     from tqdm import tqdm
 except ImportError:  # pragma: no cover
     tqdm = None
+
+__all__ = ["VideoV2MEngine"]
 
 
 class _NullWriter:
@@ -66,19 +72,14 @@ class _NullWriter:
         pass
 
 
-def default_cache_dir() -> str:
-    """Where CLIP-Memory banks are cached (``$TFCLIP_CACHE`` or ``~/.cache/tfclip_torchreid``)."""
-    root = os.environ.get("TFCLIP_CACHE", osp.join(osp.expanduser("~"), ".cache", "tfclip_torchreid"))
-    return osp.join(root, "clip_memory")
-
-
 class VideoV2MEngine(compat.Engine):
-    """Trains and evaluates TF-CLIP inside torchreid.
+    """Trains and evaluates TF-CLIP (and CLIP-ReID) inside torchreid.
 
     Args:
-        datamanager: a :class:`~tfclip_torchreid.data.datamanager.TFCLIPVideoDataManager`.
-        model: a :class:`~tfclip_torchreid.models.tfclip.TFCLIP` (plain or wrapped by the engine
-            in DistributedDataParallel when ``torch.distributed`` is initialised).
+        datamanager: a :class:`~tfclip_torchreid.data.datamanager.TFCLIPVideoDataManager` (or the
+            image one).
+        model: a :class:`~tfclip_torchreid.models.tfclip.TFCLIP` (wrapped by the engine in
+            DistributedDataParallel when ``torch.distributed`` is initialised).
         optimizer, scheduler: from :func:`~tfclip_torchreid.optim.build_tfclip_optimizer` and
             :class:`~tfclip_torchreid.optim.WarmupMultiStepLR` (stepped once per epoch).
         criterion: a :class:`~tfclip_torchreid.losses.TFCLIPLoss` (built from the model if None).
@@ -86,15 +87,14 @@ class VideoV2MEngine(compat.Engine):
         amp: ``"auto"`` (bf16 on GPU, fp32 on CPU), ``"bf16"``, ``"fp16"`` (with GradScaler) or
             ``"off"``.
         grad_clip: max global gradient norm; 0 disables clipping (the default, like the authors).
-        memory_cache_dir: folder of cached CLIP-Memory banks (None: :func:`default_cache_dir`;
-            ``""``: no cache).
+        memory_cache_dir: folder of cached identity banks (None: the default cache; ``""``: no
+            cache).
         max_clips_per_forward: bound on clips per forward pass in extraction (bounded memory).
-        checkpoint_every: write ``checkpoints/epoch_XXX.pth`` every N epochs (``latest.pth``
-            is always written).
+        keep_last: epoch checkpoints kept besides ``latest.pth``.
         compile_model: wrap the training model with ``torch.compile``.
-        find_unused_parameters: passed to DistributedDataParallel. The model's never-used
-            parameters (SSP ``alpha``/``norm``, ``classifier_proj_temp2``) are frozen, so the
-            default False is right for every switch combination; True costs a graph traversal.
+        find_unused_parameters: passed to DistributedDataParallel (False is right for every switch
+            combination: the never-used parameters are frozen).
+        progress: a tqdm bar per epoch (None: when stderr is a terminal).
     """
 
     def __init__(
@@ -109,33 +109,45 @@ class VideoV2MEngine(compat.Engine):
         grad_clip: float = 0.0,
         memory_cache_dir: str | None = None,
         max_clips_per_forward: int = 64,
-        checkpoint_every: int = 1,
+        keep_last: int = 2,
         compile_model: bool = False,
         find_unused_parameters: bool = False,
+        progress: bool | None = None,
     ) -> None:
         super().__init__(datamanager, use_gpu=use_gpu)
-        self.device = torch.device("cuda", torch.cuda.current_device()) if self.use_gpu else (
-            torch.device("cpu")
-        )
+        self.device = (torch.device("cuda", torch.cuda.current_device()) if self.use_gpu
+                       else torch.device("cpu"))
         self.raw_model = model.to(self.device)
         self.distributed = dist.is_available() and dist.is_initialized()
-        train_model: nn.Module = self.raw_model
-        if self.distributed:
-            train_model = nn.parallel.DistributedDataParallel(
-                self.raw_model,
-                device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                find_unused_parameters=find_unused_parameters,
-            )
-        if compile_model:
-            train_model = torch.compile(train_model)
-        self.model = train_model
+        self.model = self._wrap(self.raw_model, compile_model, find_unused_parameters)
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.criterion = criterion if criterion is not None else TFCLIPLoss(
-            num_classes=self.raw_model.num_classes
-        )
+            num_classes=self.raw_model.num_classes)
         self.register_model("model", self.model, optimizer, scheduler)
+        self._set_precision(amp)
+        self.grad_clip = float(grad_clip)
+        self.memory_cache_dir = (identity_bank.default_cache_dir() if memory_cache_dir is None
+                                 else memory_cache_dir)
+        self.memory_cache_key = ""
+        self.max_clips_per_forward = int(max_clips_per_forward)
+        self.keep_last = int(keep_last)
+        self.checkpointer = Checkpointer("log", keep_last, enabled=is_main_process())
+        self.show_progress = (sys.stderr.isatty() if progress is None else bool(progress)) and (
+            tqdm is not None and is_main_process())
+        self.save_dir = "log"
+        self.results: dict[str, dict] = {}
+        self.timings: dict[str, float] = {}
+        self._bar = None
 
+    def _wrap(self, model: nn.Module, compile_model: bool, find_unused: bool) -> nn.Module:
+        if self.distributed:
+            model = nn.parallel.DistributedDataParallel(
+                model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=find_unused)
+        return torch.compile(model) if compile_model else model
+
+    def _set_precision(self, amp: str) -> None:
         amp = amp.lower()
         if amp not in ("auto", "bf16", "fp16", "off"):
             raise ValueError(f"amp must be one of auto|bf16|fp16|off, got {amp!r}")
@@ -143,25 +155,13 @@ class VideoV2MEngine(compat.Engine):
             amp = "bf16" if self.device.type == "cuda" else "off"
         self.amp = amp
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
-        self.scaler = torch.amp.GradScaler("cuda") if amp == "fp16" and self.device.type == "cuda" else None
-        self.grad_clip = float(grad_clip)
-        self.memory_cache_dir = default_cache_dir() if memory_cache_dir is None else memory_cache_dir
-        self.memory_cache_key: str = ""
-        self.max_clips_per_forward = int(max_clips_per_forward)
-        self.checkpoint_every = max(1, int(checkpoint_every))
-        self.save_dir = "log"
-        self.results: dict[str, dict] = {}
-        self.timings: dict[str, float] = {}
-        self._fail_at_batch: int | None = None  # test hook: simulate a crash mid-epoch
+        self.scaler = (torch.amp.GradScaler("cuda")
+                       if amp == "fp16" and self.device.type == "cuda" else None)
 
     # ------------------------------------------------------------------ helpers
     @property
     def is_main(self) -> bool:
         return is_main_process()
-
-    def _shard(self, loader: Any) -> Any:
-        """This rank's contiguous share of an extraction loader (the loader itself on 1 process)."""
-        return self.datamanager.shard_loader(loader) if self.distributed else loader
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """Autocast for the configured precision (a no-op for fp32)."""
@@ -186,60 +186,81 @@ class VideoV2MEngine(compat.Engine):
 
     # ------------------------------------------------------------------ run / train
     def run(self, save_dir: str = "log", max_epoch: int = 0, start_epoch: int = 0, **kwargs: Any):
-        """torchreid's ``Engine.run``; rank 0 alone writes logs and checkpoints."""
+        """torchreid's ``Engine.run``; rank 0 alone writes logs and checkpoints. The checkpoint
+        folder is checked (writable, stale temp files removed) before anything is computed."""
         self.save_dir = save_dir
+        self.checkpointer = Checkpointer(save_dir, self.keep_last, enabled=self.is_main)
+        if not kwargs.get("test_only"):
+            self.checkpointer.prepare()
         if not self.is_main:
             self.writer = _NullWriter()
         t0 = time.time()
-        out = super().run(save_dir=save_dir, max_epoch=max_epoch, start_epoch=start_epoch, **kwargs)
+        out = super().run(save_dir=save_dir, max_epoch=max_epoch, start_epoch=start_epoch,
+                          **kwargs)
         self.timings["run_s"] = time.time() - t0
         return out
 
     def train(self, print_freq: int = 10, fixbase_epoch: int = 0, open_layers: Any = None) -> None:
-        """One epoch: CLIP-Memory init (first time only), torchreid's loop, then a checkpoint."""
+        """One epoch: identity bank (first time only), torchreid's loop, then one checkpoint."""
         self.init_memory()
-        if hasattr(self.datamanager, "set_epoch"):  # distributed PK sampler: per-epoch shuffle
-            self.datamanager.set_epoch(self.epoch)
+        self.datamanager.set_epoch(self.epoch)
         t0 = time.time()
-        super().train(print_freq=print_freq, fixbase_epoch=fixbase_epoch, open_layers=open_layers)
-        self.timings["train_s"] = self.timings.get("train_s", 0.0) + time.time() - t0
+        loader = self.train_loader
+        if self.show_progress:
+            self._bar = tqdm(total=len(loader), desc=f"epoch {self.epoch + 1}/{self.max_epoch}",
+                             leave=False, dynamic_ncols=True)
+            print_freq = max(print_freq, len(loader) + 1)  # the bar replaces the lines
+        try:
+            super().train(print_freq=print_freq, fixbase_epoch=fixbase_epoch,
+                          open_layers=open_layers)
+        finally:
+            if self._bar is not None:
+                self._bar.close()
+                self._bar = None
+        seconds = time.time() - t0
+        self.timings["train_s"] = self.timings.get("train_s", 0.0) + seconds
         if self.is_main:
-            state = self.checkpoint_state(self.epoch)
-            folder = osp.join(self.save_dir, "checkpoints")
-            ckpt.save_checkpoint(state, osp.join(folder, "latest.pth"))
-            if (self.epoch + 1) % self.checkpoint_every == 0:
-                ckpt.save_checkpoint(state, osp.join(folder, f"epoch_{self.epoch + 1:03d}.pth"))
+            print(f"=> epoch {self.epoch + 1}/{self.max_epoch} done in {seconds:.1f} s, "
+                  f"lr {self.get_current_lr():.2e}", flush=True)
+        self.checkpointer.save(self.checkpoint_state(self.epoch), self.epoch + 1)
+
+    def save_model(self, epoch: int, rank1: float, save_dir: str, is_best: bool = False) -> None:
+        """torchreid calls this after each evaluation. Checkpoints are written once per epoch by
+        :meth:`train` (never selected on the test set), so there is nothing to write here."""
 
     def test(self, *args: Any, **kwargs: Any) -> float:
         """torchreid's ``Engine.test``, made RNG-neutral: evaluating during training (or not)
         leaves the training trajectory unchanged, and resumed runs stay exact."""
-        state = ckpt.rng_state()
+        state = rng_state()
         try:
             return super().test(*args, **kwargs)
         finally:
-            ckpt.set_rng_state(state)
+            set_rng_state(state)
 
     def forward_backward(self, data: dict) -> OrderedDict:
         """One optimisation step on a batch of clips; returns the logged loss terms."""
-        if self._fail_at_batch is not None and self.batch_idx == self._fail_at_batch:
-            raise KeyboardInterrupt(f"simulated interruption at batch {self.batch_idx}")
         imgs = data["img"].to(self.device, non_blocking=True)
         pids = data["pid"].to(self.device, non_blocking=True)
         camids = data["camid"].to(self.device, non_blocking=True)
         if imgs.dim() != 5:
             raise ValueError(
                 f"VideoV2MEngine trains on clips (B, T, 3, H, W); got a batch of shape "
-                f"{tuple(imgs.shape)}. Use TFCLIPVideoDataManager with train_sample_method='rrs'."
-            )
+                f"{tuple(imgs.shape)}. Use a TF-CLIP data manager (build_datamanager).")
         with self.autocast():
-            output = self.model(imgs, cam_label=camids)
+            output = self.model(imgs, cam_label=camids, full_output=True)
         loss, terms = self.criterion(output, pids)
         # the logged terms are host floats already (one sync in the loss): no second sync here
         if not all(math.isfinite(v) for v in terms.values()):
             raise FloatingPointError(
                 f"non-finite loss at epoch {self.epoch + 1} batch {self.batch_idx + 1}: "
-                f"terms {dict(terms)}; lower the learning rate or use amp='bf16' instead of 'fp16'"
-            )
+                f"terms {dict(terms)}; lower the learning rate or use amp='bf16' instead of 'fp16'")
+        self._step(loss)
+        if self._bar is not None:
+            self._bar.set_postfix({k: f"{v:.3g}" for k, v in terms.items()}, refresh=False)
+            self._bar.update(1)
+        return terms
+
+    def _step(self, loss: torch.Tensor) -> None:
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
@@ -248,165 +269,104 @@ class VideoV2MEngine(compat.Engine):
                 torch.nn.utils.clip_grad_norm_(self.raw_model.parameters(), self.grad_clip)
             self.scaler.step(self.optimizer)
             self.scaler.update()
-        else:
-            loss.backward()
-            if self.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(self.raw_model.parameters(), self.grad_clip)
-            self.optimizer.step()
-        return terms
+            return
+        loss.backward()
+        if self.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.raw_model.parameters(), self.grad_clip)
+        self.optimizer.step()
 
-    # ------------------------------------------------------------------ CLIP-Memory
+    # ------------------------------------------------------------------ identity bank
     def memory_settings(self) -> dict:
-        """What, besides the weights and the tracklets, determines the CLIP-Memory."""
+        """What, besides the weights and the tracklets, determines the identity bank."""
         dm = self.datamanager
-        return {
-            "seq_len": getattr(dm, "seq_len", None),
-            "height": getattr(dm, "height", None),
-            "width": getattr(dm, "width", None),
-            "norm": getattr(dm, "norm", None),
-            "amp": self.amp,
-            "memory_dim": int(self.raw_model.memory.bank.shape[1]),
-            "version": 1,
-        }
+        return {"seq_len": dm.seq_len, "height": dm.height, "width": dm.width,
+                "norm": str(dm.norm), "amp": self.amp,
+                "memory_dim": int(self.raw_model.memory.bank.shape[1]), "version": 1}
 
     def compute_memory_cache_key(self) -> str:
         """sha256 of (encoder weights, training tracklets and labels, extraction settings)."""
-        h = hashlib.sha256()
-        for name, t in sorted(self.raw_model.backbone.state_dict().items()):
-            h.update(name.encode())
-            h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-        dataset = self.datamanager.memory_loader.dataset
-        for paths, pid, camid, *_ in dataset.tracklets:
-            h.update(f"{pid}|{camid}|{len(paths)}|{paths[0]}|{paths[-1]}\n".encode())
-        h.update(json.dumps(self.memory_settings(), sort_keys=True).encode())
-        return h.hexdigest()[:32]
+        return identity_bank.cache_key(self.raw_model.backbone,
+                                       self.datamanager.memory_loader.dataset.tracklets,
+                                       self.memory_settings())
 
     def init_memory(self) -> None:
-        """Fill the CLIP-Memory once, before the first epoch (cached on disk, reused on rerun)."""
-        memory = getattr(self.raw_model, "memory", None)
-        if memory is None or not getattr(self.raw_model.cfg, "use_memory", True):
-            return
-        if bool(memory.initialized):
-            return
-        rng = ckpt.rng_state()  # RNG-neutral: a cache hit and a fresh pass train identically
-        try:
-            self._init_memory(memory)
-        finally:
-            ckpt.set_rng_state(rng)
+        """Fill the CLIP-Memory once, before the first epoch (cached on disk, reused on rerun).
 
-    def _init_memory(self, memory: nn.Module) -> None:
-        self.memory_cache_key = self.compute_memory_cache_key()
-        path = osp.join(self.memory_cache_dir, f"{self.memory_cache_key}.pth") if self.memory_cache_dir else ""
-        found = bool(path) and osp.isfile(path)
-        if self.distributed:  # all ranks must take the same branch (compute_memory is collective)
-            flag = torch.tensor([int(found)], device=self.device if self.device.type == "cuda" else "cpu")
-            dist.all_reduce(flag, op=dist.ReduceOp.MIN)
-            found = bool(flag.item())
-        if found:
-            bank = ckpt.load_checkpoint(path)["bank"]
-            if self.is_main:
-                print(f"=> CLIP-Memory loaded from cache {path}")
-        else:
-            bank = self.compute_memory()
-            if path and self.is_main:
-                ckpt.save_checkpoint(
-                    {"bank": bank, "key": self.memory_cache_key, "settings": self.memory_settings()}, path
-                )
-                print(f"=> CLIP-Memory cached at {path}")
-        memory.set(bank.to(memory.bank.device))
+        RNG-neutral: a cache hit and a fresh pass leave the training trajectory identical.
+        """
+        memory = getattr(self.raw_model, "memory", None)
+        if memory is None or memory.initialized:
+            return
+        state = rng_state()
+        try:
+            self.memory_cache_key = self.compute_memory_cache_key()
+            bank = identity_bank.load_or_compute(
+                self.memory_cache_dir, self.memory_cache_key, self.compute_memory,
+                settings=self.memory_settings(), device=self.device,
+                distributed=self.distributed, verbose=self.is_main)
+            memory.set(bank.to(memory.bank.device))
+        finally:
+            set_rng_state(state)
 
     @torch.inference_mode()
-    def compute_memory(self) -> torch.Tensor:
-        """Embed every training tracklet densely with the current (pretrained) encoder, no SIE.
-
-        Per frame the projected CLS, mean over each clip's frames, over the tracklet's clips (the
-        cycled padding frames of the last clip are counted, as in the authors' code), then per
-        identity. Batched across tracklets, sharded across processes and gathered in order.
-        """
-        loader = self.datamanager.memory_loader
-        num_classes = self.raw_model.num_classes
+    def train_features(self) -> TrackletFeatures:
+        """Every training tracklet embedded densely with the current (pretrained) encoder, no SIE:
+        the projected CLS averaged over each clip's frames, then over the tracklet's clips (the
+        cycled padding frames of the last clip counted, as in the authors' code). Batched across
+        tracklets, sharded across processes and gathered in order."""
         was_training = self.raw_model.training
         self.raw_model.eval()
         t0 = time.time()
-        feats, meta, frames = self._extract(
-            self._shard(loader), lambda clips, cams: self.raw_model.encode_memory(clips), "CLIP-Memory"
-        )
-        feats, meta = all_gather_ordered(feats, meta)
-        labels = meta[:, 1]
+        try:
+            out = self._extract(self.datamanager.memory_loader,
+                                lambda clips, cams: self.raw_model.encode_memory(clips),
+                                "CLIP-Memory")
+        finally:
+            self.raw_model.train(was_training)
         elapsed = time.time() - t0
-        self.raw_model.train(was_training)
-        bank = aggregate_identity_means(feats.float(), labels, num_classes)
-        total_frames = frames * get_world_size()
         self.timings["memory_s"] = elapsed
-        self.timings["memory_fps"] = total_frames / max(elapsed, 1e-9)
+        self.timings["memory_fps"] = out.frames / max(elapsed, 1e-9)
+        return out
+
+    def compute_memory(self) -> torch.Tensor:
+        """The CLIP-Memory: per-identity mean of :meth:`train_features` (paper Alg. 1)."""
+        feats = self.train_features()
+        num_classes = self.raw_model.num_classes
+        bank = aggregate_identity_means(feats.features.float(), feats.pids, num_classes)
         if self.is_main:
-            print(
-                f"=> CLIP-Memory: {num_classes} identities from {len(labels)} tracklets, "
-                f"~{total_frames} frames in {elapsed:.1f}s ({total_frames / max(elapsed, 1e-9):.1f} frames/s)"
-            )
+            print(f"=> CLIP-Memory: {num_classes} identities from {len(feats.pids)} tracklets, "
+                  f"{feats.frames} frames in {self.timings['memory_s']:.1f} s "
+                  f"({self.timings['memory_fps']:.1f} frames/s)")
         return bank
 
-    # ------------------------------------------------------------------ feature extraction
-    def _extract(
-        self, loader: Iterable, forward: Any, desc: str
-    ) -> tuple[torch.Tensor, torch.Tensor, int]:
-        """Per-tracklet mean of clip features over a clip loader.
-
-        Returns (features (N, D) float32 on CPU, an (N, 3) tensor of [index, pid, camid], frames).
-        """
-        feats, meta, frames = [], [], 0
-        show = self.is_main and tqdm is not None
-        it = tqdm(loader, desc=desc, leave=False, mininterval=2.0, disable=not show) if show else loader
-        for batch in it:
-            imgs = batch["img"]
-            if imgs.dim() == 5 and "num_clips" in batch:
-                num_clips = batch["num_clips"]
-            elif imgs.dim() == 5:  # one clip per tracklet (rrs_test)
-                num_clips = torch.ones(imgs.shape[0], dtype=torch.long)
-            else:
-                raise ValueError(f"{desc}: expected clips (N, T, 3, H, W), got {tuple(imgs.shape)}")
-            num_clips = torch.as_tensor(num_clips, dtype=torch.long)
-            cams = torch.as_tensor(batch["camid"]).repeat_interleave(num_clips)
-            outs = []
-            for chunk, cam in zip(
-                imgs.split(self.max_clips_per_forward), cams.split(self.max_clips_per_forward)
-            ):
-                chunk = chunk.to(self.device, non_blocking=True)
-                with self.autocast():
-                    outs.append(forward(chunk, cam.to(self.device)).float())
-            clip_feats = torch.cat(outs)
-            seg = torch.repeat_interleave(
-                torch.arange(len(num_clips), device=clip_feats.device), num_clips.to(clip_feats.device)
-            )
-            summed = torch.zeros(len(num_clips), clip_feats.shape[1], device=clip_feats.device)
-            summed.index_add_(0, seg, clip_feats)
-            feats.append((summed / num_clips.to(summed).unsqueeze(1)).cpu())
-            index = torch.as_tensor(batch.get("index", torch.full((len(num_clips),), -1)))
-            meta.append(torch.stack([index, torch.as_tensor(batch["pid"]), torch.as_tensor(batch["camid"])], 1))
-            frames += int(imgs.shape[0] * imgs.shape[1])
-        if not feats:
-            raise RuntimeError(f"{desc}: the loader yielded no tracklets")
-        return torch.cat(feats), torch.cat(meta), frames
+    # ------------------------------------------------------------------ evaluation
+    def _extract(self, loader: Any, forward: Any, desc: str) -> TrackletFeatures:
+        """:func:`~.extraction.extract_features` on this rank's shard, gathered in order."""
+        if self.distributed:
+            loader = self.datamanager.shard_loader(loader)
+        bar = None
+        if self.show_progress:
+            def bar(it: Iterable) -> Iterable:
+                return tqdm(it, desc=desc, leave=False, mininterval=1.0)
+        out = extract_features(loader, forward, self.device, self.max_clips_per_forward,
+                               self.autocast, bar, desc)
+        if not self.distributed:
+            return out
+        feats, index, pids, camids = all_gather_ordered(out.features, out.index, out.pids,
+                                                        out.camids)
+        return TrackletFeatures(feats, index, pids, camids, out.frames * get_world_size())
 
     @torch.inference_mode()
-    def extract_tracklet_features(self, loader: Iterable) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    def extract_tracklet_features(self, loader: Iterable) -> tuple[torch.Tensor, np.ndarray,
+                                                                    np.ndarray]:
         """Test features of every tracklet of ``loader`` (dense: mean over all its clips)."""
         self.raw_model.eval()
         t0 = time.time()
-        feats, meta, frames = self._extract(
-            self._shard(loader), lambda clips, cams: self.raw_model(clips, cam_label=cams), "features"
-        )
-        feats, meta = all_gather_ordered(feats, meta)
-        elapsed = time.time() - t0
-        total = frames * get_world_size()
-        self.timings["extract_frames"] = self.timings.get("extract_frames", 0) + total
-        self.timings["extract_s"] = self.timings.get("extract_s", 0.0) + elapsed
-        return feats, meta[:, 1].numpy(), meta[:, 2].numpy()
-
-    def _includes_query(self, dataset_name: str) -> bool:
-        """Whether the data manager's protocol adds the query set to the gallery (the query
-        features are then extracted once and reused as gallery rows)."""
-        return bool(getattr(self.datamanager, "gallery_includes_query", {}).get(dataset_name, False))
+        out = self._extract(loader, lambda clips, cams: self.raw_model(clips, cam_label=cams),
+                            "features")
+        self.timings["extract_frames"] = self.timings.get("extract_frames", 0) + out.frames
+        self.timings["extract_s"] = self.timings.get("extract_s", 0.0) + time.time() - t0
+        return out.features, out.pids.numpy(), out.camids.numpy()
 
     @torch.no_grad()
     def _evaluate(
@@ -424,100 +384,90 @@ class VideoV2MEngine(compat.Engine):
         rerank: bool = False,
     ) -> tuple[float, float]:
         """Dense tracklet-level evaluation; returns (rank-1, mAP) like torchreid's."""
-        self.timings["extract_s"] = 0.0
-        self.timings["extract_frames"] = 0
+        self.timings["extract_s"], self.timings["extract_frames"] = 0.0, 0
         t0 = time.time()
         qf, q_pids, q_camids = self.extract_tracklet_features(query_loader)
         gf, g_pids, g_camids = self.extract_tracklet_features(gallery_loader)
-        with_query = self._includes_query(dataset_name)
-        if with_query:
+        with_query = self.datamanager.includes_query(dataset_name)
+        if with_query:  # the query features are reused as gallery rows
             gf = torch.cat([qf, gf])
-            g_pids = np.concatenate([q_pids, g_pids])
-            g_camids = np.concatenate([q_camids, g_camids])
-        if self.is_main:
-            fps = self.timings["extract_frames"] / max(self.timings["extract_s"], 1e-9)
-            print(
-                f"=> {dataset_name}: {qf.shape[0]} query x {gf.shape[0]} gallery tracklets"
-                f"{' (gallery includes query)' if with_query else ''}, {qf.shape[1]}-d features, "
-                f"{self.timings['extract_frames']} frames at {fps:.1f} frames/s"
-            )
+            g_pids, g_camids = np.concatenate([q_pids, g_pids]), np.concatenate([q_camids, g_camids])
         if normalize_feature:
-            qf = F.normalize(qf, p=2, dim=1)
-            gf = F.normalize(gf, p=2, dim=1)
+            qf, gf = F.normalize(qf, p=2, dim=1), F.normalize(gf, p=2, dim=1)
         distmat = compat.compute_distance_matrix(qf, gf, dist_metric)
         if rerank:
             distmat_qq = compat.compute_distance_matrix(qf, qf, dist_metric)
             distmat_gg = compat.compute_distance_matrix(gf, gf, dist_metric)
-            distmat = torch.as_tensor(compat.re_ranking(distmat.numpy(), distmat_qq.numpy(), distmat_gg.numpy()))
+            distmat = torch.as_tensor(compat.re_ranking(distmat.numpy(), distmat_qq.numpy(),
+                                                        distmat_gg.numpy()))
         distmat = distmat.numpy()
-        cmc, mAP, mINP = evaluate_rank(
-            distmat, q_pids, g_pids, q_camids, g_camids, use_metric_cuhk03=use_metric_cuhk03, return_mINP=True
-        )
+        r = rank_metrics(distmat, q_pids, g_pids, q_camids, g_camids,
+                         use_metric_cuhk03=use_metric_cuhk03)
         self.timings["test_s"] = time.time() - t0
-        ranks = list(ranks)
-        self.results[dataset_name] = {
-            "mAP": float(mAP),
-            "mINP": float(mINP),
-            **{f"R{r}": float(cmc[r - 1]) for r in ranks if r <= len(cmc)},
-            "num_query": int(len(q_pids)),
-            "num_gallery": int(len(g_pids)),
-            "test_s": self.timings["test_s"],
-        }
+        self.results[dataset_name] = self._result_row(r, list(ranks), len(g_pids), with_query)
         if self.is_main:
-            print("** Results **")
-            print(f"mAP: {mAP:.1%}")
-            print(f"mINP: {mINP:.1%}")
-            print("CMC curve")
-            for r in ranks:
-                if r <= len(cmc):
-                    print(f"Rank-{r:<3}: {cmc[r - 1]:.1%}")
+            self._report(dataset_name, r, list(ranks), qf.shape, len(g_pids), with_query)
             if visrank:
-                query, gallery = self.datamanager.fetch_test_loaders(dataset_name)
                 compat.visualize_ranked_results(
-                    distmat,
-                    (query, gallery),
-                    "video",
-                    width=self.datamanager.width,
+                    distmat, self.datamanager.fetch_test_loaders(dataset_name),
+                    self.datamanager.data_type, width=self.datamanager.width,
                     height=self.datamanager.height,
-                    save_dir=osp.join(save_dir, "visrank_" + dataset_name),
-                    topk=visrank_topk,
-                )
-        return float(cmc[0]), float(mAP)
+                    save_dir=osp.join(save_dir, "visrank_" + dataset_name), topk=visrank_topk)
+        return float(r.cmc[0]), float(r.mAP)
+
+    def _result_row(self, r: Any, ranks: list, num_gallery: int, with_query: bool) -> dict:
+        return {"mAP": float(r.mAP), "mINP": float(r.mINP),
+                **{f"R{k}": float(r.cmc[k - 1]) for k in ranks if k <= len(r.cmc)},
+                "num_query": int(r.num_query), "num_valid_query": int(r.num_valid),
+                "num_gallery": int(num_gallery), "gallery_includes_query": bool(with_query),
+                "test_s": self.timings["test_s"]}
+
+    def _report(self, name: str, r: Any, ranks: list, qshape: Any, num_gallery: int,
+                with_query: bool) -> None:
+        fps = self.timings["extract_frames"] / max(self.timings["extract_s"], 1e-9)
+        print(f"=> {name}: {qshape[0]} query x {num_gallery} gallery tracklets"
+              f"{' (gallery includes query)' if with_query else ''}, {qshape[1]}-d features, "
+              f"{self.timings['extract_frames']} frames at {fps:.1f} frames/s")
+        if r.num_valid < r.num_query:
+            warnings.warn(
+                f"{name}: {r.num_query - r.num_valid} of {r.num_query} queries have no true "
+                f"match in the gallery (same id, other camera) and are left out of CMC/mAP",
+                stacklevel=2)
+        print("** Results **")
+        print(f"queries: {r.num_valid} evaluated of {r.num_query}")
+        print(f"mAP: {r.mAP:.1%}")
+        print(f"mINP: {r.mINP:.1%}")
+        print("CMC curve")
+        for k in ranks:
+            if k <= len(r.cmc):
+                print(f"Rank-{k:<3}: {r.cmc[k - 1]:.1%}")
 
     def extract_features(self, input: torch.Tensor) -> torch.Tensor:
         return self.raw_model(input)
 
     # ------------------------------------------------------------------ checkpoints
-    def checkpoint_state(self, epoch: int, rank1: float | None = None) -> dict:
-        """Everything needed to continue training exactly (weights-only-loadable)."""
+    def checkpoint_state(self, epoch: int) -> dict:
+        """Everything needed to continue training exactly (weights-only-loadable), and what
+        rebuilds the model from the file alone (:func:`checkpoint_header`)."""
         return {
+            **checkpoint_header(self.raw_model),
             "state_dict": self.raw_model.state_dict(),
-            "arch": getattr(self.raw_model, "arch", type(self.raw_model).__name__),
-            "model_cfg": self.raw_model.cfg.to_dict() if hasattr(self.raw_model.cfg, "to_dict") else {},
             "epoch": int(epoch) + 1,
-            "rank1": None if rank1 is None else float(rank1),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "memory_cache_key": self.memory_cache_key,
-            "rng": ckpt.rng_state(),
+            "rng": rng_state(),
         }
-
-    def save_model(self, epoch: int, rank1: float | None, save_dir: str, is_best: bool = False) -> str:
-        """Atomically write ``<save_dir>/checkpoints/latest.pth`` (rank 0 only)."""
-        path = osp.join(save_dir, "checkpoints", "latest.pth")
-        if self.is_main:
-            ckpt.save_checkpoint(self.checkpoint_state(epoch, rank1), path)
-        return path
 
     def resume(self, fpath: str) -> int:
         """Restore model, optimiser, scheduler, scaler and RNGs; returns the epoch to start from."""
-        state = ckpt.load_checkpoint(fpath)
+        from ..models.factory import load_model_weights
+
+        state = load_checkpoint(fpath)
         missing = [k for k in ("state_dict", "optimizer", "epoch") if k not in state]
         if missing:
             raise ValueError(f"{fpath} is not a VideoV2MEngine checkpoint (missing {missing})")
-        from ..models.factory import load_model_weights
-
         load_model_weights(self.raw_model, state, source=fpath)
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state.get("scheduler") is not None:
@@ -526,10 +476,7 @@ class VideoV2MEngine(compat.Engine):
             self.scaler.load_state_dict(state["scaler"])
         self.memory_cache_key = state.get("memory_cache_key", "")
         if state.get("rng") is not None:
-            ckpt.set_rng_state(state["rng"])
+            set_rng_state(state["rng"])
         if self.is_main:
             print(f"=> Resumed from {fpath}: continuing at epoch {state['epoch'] + 1}")
         return int(state["epoch"])
-
-
-__all__ = ["VideoV2MEngine", "default_cache_dir", "get_rank"]

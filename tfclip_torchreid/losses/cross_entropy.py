@@ -1,13 +1,10 @@
-"""Device-safe wrapper around torchreid's label-smoothed cross-entropy.
+"""Label-smoothed cross-entropy as TF-CLIP uses it (paper Eq. 11, the ``L_ce`` term).
 
-torchreid's :class:`CrossEntropyLoss` builds its smoothed targets on the CPU and moves them with
-``.cuda()`` when ``use_gpu=True``, so one instance only works for one kind of device and, on CUDA,
-for the *current* device. :class:`SmoothedCrossEntropy` keeps one CPU and one CUDA instance of it,
-picks the one that matches the logits, enters the logits' CUDA device (safe under DDP, whatever
-the current device is) and always computes in float32 (safe under fp16/bf16 autocast).
-
-Smoothed target (Szegedy et al. 2016; spec §6): ``(1 - eps) * onehot + eps / Y``, loss
-``-sum(target * log_softmax(logits))`` averaged over the batch, eps = 0.1 in TF-CLIP.
+Smoothed target ``(1 - eps) * onehot + eps / Y``, loss ``-sum(target * log_softmax(logits))``
+averaged over the batch, eps = 0.1 -- exactly torchreid's ``CrossEntropyLoss(label_smooth=True)``
+and the authors' ``CrossEntropyLabelSmooth``. It is torch's own
+``F.cross_entropy(label_smoothing=eps)``, computed in float32 (safe under fp16/bf16 autocast) on
+whatever device the logits live, with the input checks that name the usual mistakes.
 
 Example:
     >>> import torch
@@ -21,11 +18,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from tfclip_torchreid import compat
+__all__ = ["SmoothedCrossEntropy"]
 
 
 class SmoothedCrossEntropy(nn.Module):
-    """torchreid's ``CrossEntropyLoss(label_smooth=...)`` on any device, in float32.
+    """Label-smoothed cross-entropy over ``num_classes`` (``F.cross_entropy``), in float32.
 
     Args:
         num_classes: number of classes Y (the logits must have Y columns).
@@ -45,9 +42,6 @@ class SmoothedCrossEntropy(nn.Module):
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         self.num_classes = int(num_classes)
         self.epsilon = float(epsilon) if label_smooth else 0.0
-        kwargs = dict(num_classes=self.num_classes, eps=float(epsilon), label_smooth=label_smooth)
-        self._cpu = compat.CrossEntropyLoss(use_gpu=False, **kwargs)
-        self._cuda = compat.CrossEntropyLoss(use_gpu=True, **kwargs)
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Mean smoothed CE of ``logits`` (N, Y) against integer ``targets`` (N,)."""
@@ -61,15 +55,8 @@ class SmoothedCrossEntropy(nn.Module):
                 f"expected {logits.size(0)} targets for logits {tuple(logits.shape)}, "
                 f"got targets of shape {tuple(targets.shape)}"
             )
-        logits = logits.float()
-        targets = targets.to(logits.device)
-        if logits.device.type == "cuda":
-            with torch.cuda.device(logits.device):
-                return self._cuda(logits, targets)
-        if logits.device.type == "cpu":
-            return self._cpu(logits, targets)
-        # Other accelerators: torchreid's loss only knows CPU/CUDA; same formula, torch built-in.
-        return F.cross_entropy(logits, targets, label_smoothing=self.epsilon)
+        return F.cross_entropy(logits.float(), targets.to(logits.device),
+                               label_smoothing=self.epsilon)
 
     def extra_repr(self) -> str:
         return f"num_classes={self.num_classes}, epsilon={self.epsilon}"

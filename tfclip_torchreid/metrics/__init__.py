@@ -4,6 +4,6 @@ Example:
     >>> from tfclip_torchreid.metrics import evaluate_rank
 """
 
-from .rank import evaluate_rank
+from .rank import RankMetrics, evaluate_rank, rank_metrics
 
-__all__ = ["evaluate_rank"]
+__all__ = ["evaluate_rank", "rank_metrics", "RankMetrics"]

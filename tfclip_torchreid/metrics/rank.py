@@ -44,12 +44,13 @@ requested, uses the standard protocol above (torchreid's cuhk03 AP also uses all
 from __future__ import annotations
 
 import warnings
-from typing import Any, Tuple, Union
+from typing import Any, NamedTuple, Tuple, Union
 
 import numpy as np
 import torch
 
-__all__ = ["evaluate_rank", "default_chunk_size", "CHUNK_BYTES", "CPU_NUM_THREADS"]
+__all__ = ["evaluate_rank", "rank_metrics", "RankMetrics", "default_chunk_size", "CHUNK_BYTES",
+           "CPU_NUM_THREADS"]
 
 ArrayLike = Union[np.ndarray, torch.Tensor, list, tuple]
 
@@ -197,6 +198,16 @@ def _eq_low_exact(d: torch.Tensor, gd: torch.Tensor, grp: torch.Tensor) -> torch
     return out
 
 
+class RankMetrics(NamedTuple):
+    """What :func:`rank_metrics` measures; ``num_valid`` queries have a true match."""
+
+    cmc: np.ndarray
+    mAP: float
+    mINP: float
+    num_query: int
+    num_valid: int
+
+
 def evaluate_rank(
     distmat: Union[np.ndarray, torch.Tensor],
     q_pids: ArrayLike,
@@ -222,10 +233,12 @@ def evaluate_rank(
 
     Returns:
         ``(cmc, mAP)`` or ``(cmc, mAP, mINP)``: cmc a float32 numpy array of length
-        ``min(max_rank, num_gallery)``, mAP and mINP Python floats in [0, 1].
+        ``min(max_rank, num_gallery)``, mAP and mINP Python floats in [0, 1]. Queries without a
+        true match are left out of the averages; :func:`rank_metrics` also says how many.
 
     Raises:
-        ValueError: on shape/label mismatches, NaN or -inf distances, or when no query has a\n            true match.
+        ValueError: on shape/label mismatches, NaN or -inf distances, or when no query has a
+            true match.
 
     Example:
         >>> import numpy as np
@@ -234,6 +247,30 @@ def evaluate_rank(
         ...                          np.array([0, 0]), np.array([1, 1, 0]), max_rank=3)
         >>> cmc.tolist(), round(mAP, 4)
         ([1.0, 1.0, 1.0], 1.0)
+    """
+    r = rank_metrics(distmat, q_pids, g_pids, q_camids, g_camids, max_rank, use_metric_cuhk03,
+                     chunk_size)
+    return (r.cmc, r.mAP, r.mINP) if return_mINP else (r.cmc, r.mAP)
+
+
+def rank_metrics(
+    distmat: Union[np.ndarray, torch.Tensor],
+    q_pids: ArrayLike,
+    g_pids: ArrayLike,
+    q_camids: ArrayLike,
+    g_camids: ArrayLike,
+    max_rank: int = 50,
+    use_metric_cuhk03: bool = False,
+    chunk_size: int | None = None,
+) -> RankMetrics:
+    """:func:`evaluate_rank`'s metrics plus the number of queries that count (``num_valid``).
+
+    Example:
+        >>> import numpy as np
+        >>> d = np.array([[0.1, 0.5], [0.2, 0.1]])
+        >>> r = rank_metrics(d, [1, 3], [1, 2], [0, 0], [1, 1], max_rank=2)
+        >>> r.num_query, r.num_valid
+        (2, 1)
     """
     d = _as_distmat(distmat)
     num_q, num_g = d.shape
@@ -247,14 +284,6 @@ def evaluate_rank(
     qc = _as_1d(q_camids, "q_camids", num_q, device)
     gc = _as_1d(g_camids, "g_camids", num_g, device)
     max_rank = min(int(max_rank), num_g)
-
-    if use_metric_cuhk03:
-        cmc, mAP = _cuhk03(d, qp, gp, qc, gc, max_rank)
-        if not return_mINP:
-            return cmc, mAP
-        _, _, mINP = evaluate_rank(d, qp, gp, qc, gc, max_rank, False, True, chunk_size)
-        return cmc, mAP, mINP
-
     if chunk_size is not None and int(chunk_size) < 1:
         raise ValueError(f"chunk_size must be >= 1 or None, got {chunk_size}")
     threads = torch.get_num_threads()
@@ -274,14 +303,15 @@ def evaluate_rank(
             "camera): check that q_pids and g_pids use the same labels and that the gallery "
             "contains the query identities under other cameras"
         )
+    mINP = float(np.mean(inp[valid].cpu().numpy()))
+    if use_metric_cuhk03:
+        cmc, mAP = _cuhk03(d, qp, gp, qc, gc, max_rank)
+        return RankMetrics(cmc, mAP, mINP, num_q, num_valid)
     first = first_rank[valid].clamp(max=max_rank)
     counts = torch.bincount(first, minlength=max_rank + 1)[:max_rank].cumsum(0)
     cmc = counts.cpu().numpy().astype(np.float32) / np.float32(num_valid)
     mAP = float(np.mean(ap[valid].cpu().numpy()))
-    if not return_mINP:
-        return cmc, mAP
-    mINP = float(np.mean(inp[valid].cpu().numpy()))
-    return cmc, mAP, mINP
+    return RankMetrics(cmc, mAP, mINP, num_q, num_valid)
 
 
 def _market1501(

@@ -22,13 +22,20 @@ from typing import Any, Callable
 
 from .. import compat
 from .clip_memory import CLIPMemory, aggregate_identity_means
-from .factory import build_tfclip, get_model_config, list_archs, load_model_weights
+from .factory import (
+    build_tfclip,
+    get_model_config,
+    list_archs,
+    load_model_weights,
+    load_tfclip,
+    load_weights_in_place,
+)
 from .key_mapping import convert_authors_state_dict
 from .tfclip import TFCLIP, TFCLIPConfig, TFCLIPOutput
 
 __all__ = [
     "TFCLIP", "TFCLIPConfig", "TFCLIPOutput", "CLIPMemory", "aggregate_identity_means",
-    "build_tfclip", "get_model_config", "list_archs", "load_model_weights",
+    "build_tfclip", "get_model_config", "list_archs", "load_model_weights", "load_tfclip",
     "convert_authors_state_dict", "TORCHREID_MODELS", "DEFAULT_CAMERA_NUM",
 ]
 
@@ -40,12 +47,11 @@ def _torchreid_factory(arch: str) -> Callable[..., TFCLIP]:
     def factory(num_classes: int, loss: str = "softmax", pretrained: Any = True,
                 use_gpu: bool = True, camera_num: int = DEFAULT_CAMERA_NUM,
                 **kwargs: Any) -> TFCLIP:
-        # ``loss`` and ``use_gpu`` are torchreid's conventions: TF-CLIP always returns every
-        # head in training (see TFCLIPOutput) and the engine moves the model to its device.
+        # ``use_gpu`` is torchreid's convention: the engine moves the model to its device.
         if pretrained is True:
             pretrained = os.environ.get("TFCLIP_CLIP_WEIGHTS") or "openai"
         return build_tfclip(arch, num_classes=num_classes, camera_num=camera_num,
-                            pretrained=pretrained or None, **kwargs)
+                            pretrained=pretrained or None, loss=loss, **kwargs)
 
     factory.__name__ = arch
     factory.__doc__ = f"torchreid factory of TF-CLIP ``{arch}`` (see build_tfclip)."
@@ -54,3 +60,4 @@ def _torchreid_factory(arch: str) -> Callable[..., TFCLIP]:
 
 for _name in TORCHREID_MODELS:
     compat.register_model(_name, _torchreid_factory(_name))
+compat.route_pretrained_weights(TFCLIP, load_weights_in_place)

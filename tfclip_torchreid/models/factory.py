@@ -24,13 +24,16 @@ import os.path as osp
 from typing import Any, Dict, List, Mapping, Union
 
 import torch
+from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 
+from ..utils.checkpoint import load_checkpoint, read_header
 from .backbone import resolve_openai_weights
 from .key_mapping import convert_authors_state_dict, is_authors_state_dict
 from .tfclip import TFCLIP, TFCLIPConfig
 
-__all__ = ["build_tfclip", "list_archs", "get_model_config", "load_model_weights",
-           "add_model_config"]
+__all__ = ["build_tfclip", "create_model", "model_config", "list_archs", "get_model_config",
+           "load_model_weights", "load_tfclip", "load_weights_in_place",
+           "model_config_from_checkpoint", "add_model_config"]
 
 _CONFIG_DIR = osp.join(osp.dirname(osp.abspath(__file__)), "model_configs")
 _MODEL_CONFIGS: Dict[str, dict] = {}
@@ -68,12 +71,39 @@ def get_model_config(arch: str) -> dict:
 _SWITCHES = {f.name for f in dataclasses.fields(TFCLIPConfig)} - {"num_classes", "camera_num", "arch"}
 
 
+def model_config(arch: str, num_classes: int, camera_num: int = 0,
+                 **overrides: Any) -> TFCLIPConfig:
+    """The :class:`~.config.TFCLIPConfig` of ``arch`` (its JSON) with ``overrides`` applied.
+
+    A value of None (or ``stride=0``) keeps the arch's default; unknown names raise a TypeError.
+
+    Example:
+        >>> model_config("tfclip_vitb16_s12", 625, 6).stride
+        12
+    """
+    spec = get_model_config(arch)
+    unknown = sorted(set(overrides) - _SWITCHES)
+    if unknown:
+        raise TypeError(f"unknown TF-CLIP option(s) {unknown}; valid: {sorted(_SWITCHES)}")
+    kwargs: Dict[str, Any] = {k: spec["vision_cfg"][k] for k in _VISION_KEYS
+                              if k in spec["vision_cfg"]}
+    kwargs["embed_dim"] = spec["embed_dim"]
+    kwargs["openai_model"] = spec.get("openai_model")
+    kwargs.update(spec.get("defaults", {}))
+    if overrides.get("stride") == 0:  # 0 = the arch's stride
+        overrides = dict(overrides, stride=None)
+    kwargs.update({k: v for k, v in overrides.items() if v is not None})
+    return TFCLIPConfig(num_classes=int(num_classes), camera_num=int(camera_num), arch=arch,
+                        **kwargs)
+
+
 def build_tfclip(
     arch: str = "tfclip_vitb16",
     num_classes: int = 625,
     camera_num: int = 6,
     pretrained: Union[None, bool, str] = None,
     cache_dir: str | None = None,
+    loss: str | None = None,
     **overrides: Any,
 ) -> TFCLIP:
     """Build a :class:`~.tfclip.TFCLIP`.
@@ -86,30 +116,25 @@ def build_tfclip(
             True (OpenAI weights through open_clip's cache; fails within seconds offline), or a
             local file (``ViT-B-16.pt`` TorchScript, open_clip/HF state dict, visual-only).
         cache_dir: open_clip/HF cache folder for ``"openai"``.
-        **overrides: switches of :class:`~.tfclip.TFCLIPConfig` (``use_memory``, ``use_ssp``,
-            ``ssp_form``, ``ssp_layers``, ``temporal``, ``tmd_detach``, ``test_feature``,
-            ``v2m``, ``stride``, ``image_size``, ``sie_coe``, ``use_sie``,
-            ``grad_checkpointing``, ...). A value of None (or ``stride=0``) keeps the arch
-            default.
+        loss: torchreid's ``loss`` (``"softmax"``/``"triplet"``: the training forward returns
+            what torchreid's engines expect) or None (every head, :class:`~.tfclip.TFCLIPOutput`).
+        **overrides: any option of :class:`~.config.TFCLIPConfig` (``use_memory``, ``use_ssp``,
+            ``ssp_form``, ``temporal``, ``test_feature``, ``stride``, ...). None (or
+            ``stride=0``) keeps the arch default.
 
     Example:
         >>> m = build_tfclip("tfclip_tiny", num_classes=5, camera_num=0, ssp_form="paper")
         >>> m.cfg.ssp_form, m.cv_embed is None
         ('paper', True)
     """
-    spec = get_model_config(arch)
-    unknown = sorted(set(overrides) - _SWITCHES)
-    if unknown:
-        raise TypeError(f"unknown TF-CLIP option(s) {unknown}; valid: {sorted(_SWITCHES)}")
-    kwargs: Dict[str, Any] = {k: spec["vision_cfg"][k] for k in _VISION_KEYS if k in spec["vision_cfg"]}
-    kwargs["embed_dim"] = spec["embed_dim"]
-    kwargs["openai_model"] = spec.get("openai_model")
-    kwargs.update(spec.get("defaults", {}))
-    if overrides.get("stride") == 0:  # 0 = the arch's stride (config files cannot hold None)
-        overrides["stride"] = None
-    kwargs.update({k: v for k, v in overrides.items() if v is not None})
-    cfg = TFCLIPConfig(num_classes=int(num_classes), camera_num=int(camera_num), arch=arch, **kwargs)
+    cfg = model_config(arch, num_classes, camera_num, **overrides)
+    return create_model(cfg, pretrained, cache_dir, loss)
 
+
+def create_model(cfg: TFCLIPConfig, pretrained: Union[None, bool, str] = None,
+                 cache_dir: str | None = None, loss: str | None = None) -> TFCLIP:
+    """A :class:`~.tfclip.TFCLIP` from a whole configuration, with CLIP weights if asked."""
+    arch = cfg.arch
     weights: str | None = None
     if pretrained is True or pretrained == "openai":
         if not cfg.openai_model:
@@ -127,25 +152,24 @@ def build_tfclip(
     elif pretrained not in (None, False, ""):
         raise TypeError(f"pretrained must be None, True, 'openai' or a path, got {pretrained!r}")
 
-    model = TFCLIP(cfg)
+    model = TFCLIP(cfg, loss=loss)
     if weights is not None:
         model.backbone.load_pretrained(weights)
     return model
 
 
 def _unwrap(checkpoint: Mapping[str, Any]) -> Dict[str, torch.Tensor]:
+    """The state dict of a checkpoint (``state_dict`` entry or the dict itself), without
+    ``module.`` (DataParallel/DDP) and ``_orig_mod.`` (torch.compile) prefixes."""
     state = checkpoint
-    for key in ("state_dict", "model", "model_state_dict"):
-        if isinstance(state.get(key), Mapping):
-            state = state[key]
+    for key in ("state_dict", "model"):
+        if isinstance(checkpoint.get(key), Mapping):
+            state = checkpoint[key]
             break
-    out = {}
-    for k, v in state.items():
-        for p in ("module.", "_orig_mod."):
-            if k.startswith(p):
-                k = k[len(p):]
-        out[k] = v
-    return out
+    state = dict(state)
+    for prefix in ("module.", "_orig_mod."):
+        consume_prefix_in_state_dict_if_present(state, prefix)
+    return state
 
 
 def load_model_weights(
@@ -168,6 +192,12 @@ def load_model_weights(
     """
     if not isinstance(checkpoint, Mapping):
         raise TypeError(f"checkpoint must be a dict, got {type(checkpoint).__name__}")
+    header = read_header(checkpoint)
+    if header is not None and header["arch"] != model.cfg.arch:
+        raise ValueError(
+            f"the checkpoint{f' {source}' if source else ''} holds a {header['arch']} model, "
+            f"not {model.cfg.arch}: build {header['arch']} (e.g. --arch {header['arch']}), or "
+            f"use load_tfclip(path), which rebuilds the model the file describes")
     state = _unwrap(checkpoint)
     if is_authors_state_dict(state):
         state = convert_authors_state_dict(state)
@@ -192,8 +222,76 @@ def load_model_weights(
             f"{model.num_classes}, camera_num={model.cfg.camera_num}, temporal="
             f"{model.cfg.temporal}, use_ssp={model.ssp is not None}): " + " | ".join(parts)
             + ". Build the model with the checkpoint's arch/switches/num_classes/camera_num, or "
-            "load with strict=False to skip the mismatching keys"
+            "skip the mismatching keys (load_model_weights(strict=False); on the command line "
+            "model.load_strict False)"
         )
     loadable = {k: v for k, v in state.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
     model.load_state_dict(loadable, strict=False)
     return {"missing": missing, "unexpected": unexpected, "skipped": skipped}
+
+
+def model_config_from_checkpoint(checkpoint: Mapping[str, Any], **overrides: Any
+                                 ) -> TFCLIPConfig:
+    """The :class:`~.config.TFCLIPConfig` a self-describing checkpoint stores, with overrides."""
+    header = read_header(checkpoint)
+    if header is None or not header.get("model_cfg"):
+        raise ValueError(
+            "this checkpoint does not describe its model (no arch/model_cfg: an authors' or a "
+            "plain state dict); build the model yourself (build_tfclip(arch, ...)) and load it "
+            "with load_model_weights")
+    values = dict(header["model_cfg"])
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return TFCLIPConfig.from_dict(values)
+
+
+def load_tfclip(path: str, loss: str | None = None, strict: bool = True,
+                **overrides: Any) -> TFCLIP:
+    """Rebuild the model a checkpoint file describes and load its weights.
+
+    Args:
+        path: a checkpoint written by this package (every epoch's ``latest.pth`` is one).
+        loss: torchreid's ``loss`` for the training forward (see :func:`build_tfclip`).
+        strict: every key must fit.
+        **overrides: options to change (e.g. ``test_feature="paper"``).
+
+    Example:
+        >>> model = load_tfclip("log/demo/checkpoints/latest.pth")  # doctest: +SKIP
+    """
+    checkpoint = load_checkpoint(path)
+    model = TFCLIP(model_config_from_checkpoint(checkpoint, **overrides), loss=loss)
+    load_model_weights(model, checkpoint, source=path, strict=strict)
+    return model
+
+
+#: parameters the test feature never uses: they may be absent or sized for another dataset
+FEATURE_FREE_PREFIXES = ("classifier", "memory.", "ssp.", "prompt_learner.", "text_encoder.")
+
+
+def load_weights_in_place(model: TFCLIP, path: str) -> None:
+    """Make ``model`` the model the file at ``path`` describes, then load its weights.
+
+    For torchreid's ``FeatureExtractor(model_name=..., model_path=...)``, which builds the named
+    model with ``num_classes=1`` before loading: a self-describing checkpoint of the same
+    architecture re-initialises ``model`` in place with the checkpoint's configuration (its
+    identities, cameras, switches) and loads strictly; another architecture is an error. A file
+    that does not describe itself (a plain state dict, the authors' checkpoints) must supply
+    every weight the test feature uses; only classifiers, the identity bank and the prompt /
+    SSP modules (training-only) may be absent or sized for another dataset.
+    """
+    checkpoint = load_checkpoint(path)
+    header = read_header(checkpoint)
+    if header is not None:
+        if header["arch"] == model.cfg.arch:
+            training, loss = model.training, model.loss
+            TFCLIP.__init__(model, model_config_from_checkpoint(checkpoint), loss=loss)
+            model.train(training)
+        load_model_weights(model, checkpoint, source=path, strict=True)
+        return
+    report = load_model_weights(model, checkpoint, source=path, strict=False)
+    bad = [k for k in report["missing"] + report["skipped"]
+           if not k.startswith(FEATURE_FREE_PREFIXES)]
+    if bad:
+        raise ValueError(
+            f"{path} does not fit {model.cfg.arch}: weights the features need are missing or "
+            f"of another shape: {bad[:6]}{' ...' if len(bad) > 6 else ''}; pick the "
+            f"architecture the checkpoint was trained with")

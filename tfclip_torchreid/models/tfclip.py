@@ -30,7 +30,6 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 from typing import List, NamedTuple, Tuple
 
 import torch
@@ -38,19 +37,16 @@ import torch.nn as nn
 
 from .backbone import CLIPVisualBackbone
 from .clip_memory import CLIPMemory
+from .config import TFCLIPConfig
 from .heads import bn_neck, id_classifier
-from .ssp import SSP_FORMS, SequenceSpecificPrompt, v2m_logits
-from .temporal import FUSION_CHOICES, TEMPORAL_CHOICES, build_temporal_fusion
+from .ssp import SequenceSpecificPrompt, v2m_logits
+from .temporal import FUSION_CHOICES, build_temporal_fusion
 from .tmd import TemporalMemoryDiffusion
 
 __all__ = ["TFCLIP", "TFCLIPConfig", "TFCLIPOutput"]
 
-TEST_FEATURES = ("released", "paper", "after")
-SSP_KV = ("tokens", "batch")
-
-
 class TFCLIPOutput(NamedTuple):
-    """Training-mode output of :class:`TFCLIP` (see ``notes/INTERFACES.md``)."""
+    """Training-mode output of :class:`TFCLIP`."""
 
     id_logits: List[torch.Tensor]  # [cls, proj, temporal], each (B, Y)
     features: List[torch.Tensor]  # pre-BN [B x 768, B x 512, B x temporal]
@@ -58,68 +54,29 @@ class TFCLIPOutput(NamedTuple):
     v2m_logits: torch.Tensor | None  # (B, Y) or None
 
 
-@dataclasses.dataclass
-class TFCLIPConfig:
-    """Architecture and switches of a :class:`TFCLIP` (``model.cfg``)."""
-
-    num_classes: int
-    camera_num: int = 0
-    arch: str = "custom"
-    # backbone (CLIP visual tower)
-    image_size: Tuple[int, int] = (256, 128)
-    patch_size: int = 16
-    stride: int = 16
-    width: int = 768
-    layers: int = 12
-    heads: int = 12
-    mlp_ratio: float = 4.0
-    embed_dim: int = 512
-    quick_gelu: bool = True
-    openai_model: str | None = "ViT-B-16-quickgelu"
-    # TF-CLIP switches
-    sie_coe: float = 1.0
-    use_sie: bool = True
-    use_memory: bool = True
-    use_ssp: bool = True
-    ssp_form: str = "released"
-    ssp_layers: int = 2
-    ssp_kv: str = "tokens"
-    ssp_dropout: float = 0.1
-    temporal: str = "tmd"
-    temporal_layers: int = 6
-    tmd_detach: bool = True
-    test_feature: str = "released"
-    v2m: str = "released"
-    grad_checkpointing: bool = False
-
-    def __post_init__(self) -> None:
-        self.image_size = (int(self.image_size[0]), int(self.image_size[1]))
-        choices = {
-            "ssp_form": SSP_FORMS, "ssp_kv": SSP_KV, "temporal": TEMPORAL_CHOICES,
-            "test_feature": TEST_FEATURES, "v2m": ("released", "paper"),
-        }
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        if self.num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {self.num_classes}")
-        if self.camera_num < 0:
-            raise ValueError(f"camera_num must be >= 0, got {self.camera_num}")
-        if self.ssp_layers < 1:
-            raise ValueError(f"ssp_layers must be >= 1, got {self.ssp_layers}")
-
-
 class TFCLIP(nn.Module):
     """TF-CLIP model; build it with :func:`~tfclip_torchreid.models.build_tfclip`.
 
-    Forward ``model(x, cam_label=None)``: x (B, T, 3, H, W) clips or (B, 3, H, W) images
-    (single-frame clips); cam_label (B,) camera index per clip, or None (no SIE).
-    Training mode returns :class:`TFCLIPOutput`; eval mode returns the (B, feature_dim) test
-    feature.
+    Forward ``model(x, cam_label=None, full_output=False)``: x (B, T, 3, H, W) clips or
+    (B, 3, H, W) images (single-frame clips); cam_label (B,) camera index per clip, or None (no
+    SIE). Eval mode returns the (B, feature_dim) test feature. Training mode returns
+    :class:`TFCLIPOutput` (every head, what :class:`~tfclip_torchreid.losses.TFCLIPLoss` and our
+    engine use) unless the model was built for one of torchreid's own engines with
+    ``loss="softmax"`` (then the list of ID logits) or ``loss="triplet"`` (ID logits and features,
+    torchreid's ``(outputs, features)``); ``full_output=True`` always gives :class:`TFCLIPOutput`.
+
+    Args:
+        cfg: the model configuration.
+        loss: torchreid's loss name (``build_model(..., loss=...)``) or None (full output).
     """
 
-    def __init__(self, cfg: TFCLIPConfig) -> None:
+    TORCHREID_LOSSES = ("softmax", "triplet")
+
+    def __init__(self, cfg: TFCLIPConfig, loss: str | None = None) -> None:
         super().__init__()
+        if loss is not None and loss not in self.TORCHREID_LOSSES:
+            raise ValueError(f"loss must be one of {self.TORCHREID_LOSSES} or None, got {loss!r}")
+        self.loss = loss
         self.cfg = cfg
         self.num_classes = cfg.num_classes
         self.width, self.embed_dim = cfg.width, cfg.embed_dim
@@ -253,7 +210,8 @@ class TFCLIP(nn.Module):
         return bank.unsqueeze(0) + self.ssp(bank, visual)
 
     # ------------------------------------------------------------------ forward
-    def forward(self, x: torch.Tensor, cam_label: torch.Tensor | None = None):
+    def forward(self, x: torch.Tensor, cam_label: torch.Tensor | None = None,
+                full_output: bool = False):
         tokens, b, t = self.encode_frames(x, cam_label)
         cls = tokens[:, 0]
         cls_proj = cls @ self.backbone.proj
@@ -280,6 +238,10 @@ class TFCLIP(nn.Module):
             id_logits.append(self.classifier_temporal(self.bottleneck_temporal(fused)))
             features.append(fused)
 
+        if self.loss == "softmax" and not full_output:  # torchreid's engines (DeepSupervision)
+            return id_logits
+        if self.loss == "triplet" and not full_output:
+            return id_logits, features
         v2m = None
         if self.memory is not None and self.memory.initialized:
             memory = self.updated_memory(tokens, b, t, img_feature_proj)

@@ -23,18 +23,22 @@ import torch.distributed as dist
 
 
 def is_dist() -> bool:
+    """True inside an initialised ``torch.distributed`` process group."""
     return dist.is_available() and dist.is_initialized()
 
 
 def get_rank() -> int:
+    """This process's rank (0 when not distributed)."""
     return dist.get_rank() if is_dist() else 0
 
 
 def get_world_size() -> int:
+    """Number of processes (1 when not distributed)."""
     return dist.get_world_size() if is_dist() else 1
 
 
 def is_main_process() -> bool:
+    """True on rank 0 (the process that logs and writes files)."""
     return get_rank() == 0
 
 
@@ -65,10 +69,12 @@ def all_gather_ordered(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
 
 
 def barrier() -> None:
+    """Wait for every process (no-op when not distributed)."""
     if is_dist():
         dist.barrier()
 
 
 def cleanup() -> None:
+    """Destroy the process group (no-op when not distributed)."""
     if is_dist():
         dist.destroy_process_group()

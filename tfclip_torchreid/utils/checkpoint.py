@@ -1,0 +1,112 @@
+"""Reading and writing checkpoint files: atomic, weights-only, self-describing.
+
+* :func:`save_checkpoint` writes to a temporary file in the target folder, fsyncs it and renames
+  it over the destination (atomic on POSIX), and keeps only tensors and plain Python values;
+* :func:`load_checkpoint` loads with ``weights_only=True``; for old torchreid checkpoints (numpy
+  ``rank1``) it allow-lists the numpy globals they need (``docs/torchreid.md``);
+* :func:`checkpoint_header` is what makes a file self-describing (architecture, model
+  configuration, package version); :func:`read_header` gives it back (None for other files).
+
+Example:
+    >>> import torch, tempfile, os
+    >>> d = tempfile.mkdtemp()
+    >>> save_checkpoint({"state_dict": {"w": torch.ones(2)}, "epoch": 1}, os.path.join(d, "a.pth"))
+    >>> load_checkpoint(os.path.join(d, "a.pth"))["epoch"]
+    1
+"""
+
+from __future__ import annotations
+
+import os
+import os.path as osp
+import tempfile
+from typing import Any, Dict, List, Mapping
+
+import numpy as np
+import torch
+
+__all__ = ["save_checkpoint", "load_checkpoint", "checkpoint_header", "read_header", "FORMAT"]
+
+#: ``format`` entry of every checkpoint this package writes
+FORMAT = "tfclip_torchreid.checkpoint/1"
+
+
+def _plain(obj: Any) -> Any:
+    """Convert numpy scalars/arrays nested in ``obj`` into weights-only-loadable values."""
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_plain(v) for v in obj)
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(obj))
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
+def save_checkpoint(state: dict, fpath: str) -> str:
+    """Atomically write ``state`` to ``fpath`` (temp file + fsync + rename); returns ``fpath``."""
+    fpath = osp.abspath(fpath)
+    folder = osp.dirname(fpath)
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pth", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(_plain(state), f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, fpath)
+    except BaseException:
+        if osp.exists(tmp):
+            os.remove(tmp)
+        raise
+    return fpath
+
+
+def load_checkpoint(fpath: str, map_location: str | torch.device = "cpu") -> dict:
+    """Load a checkpoint with ``weights_only=True``.
+
+    Accepts our checkpoints, plain state dicts, and checkpoints written by torchreid's
+    ``Engine.save_model`` (numpy ``rank1``), for which the needed numpy globals are allow-listed.
+    """
+    if not osp.isfile(fpath):
+        raise FileNotFoundError(f"checkpoint not found: {fpath}")
+    try:
+        return torch.load(fpath, map_location=map_location, weights_only=True)
+    except Exception as err:  # noqa: BLE001 - re-raised below with context
+        first = err
+    safe: List[Any] = [np.dtype]
+    core = getattr(np, "_core", None) or getattr(np, "core", None)
+    scalar = getattr(getattr(core, "multiarray", None), "scalar", None)
+    if scalar is not None:
+        safe.append(scalar)
+    safe += [getattr(np.dtypes, n) for n in ("Float32DType", "Float64DType") if hasattr(np, "dtypes")]
+    try:
+        with torch.serialization.safe_globals(safe):
+            return torch.load(fpath, map_location=map_location, weights_only=True)
+    except Exception:  # noqa: BLE001
+        raise RuntimeError(
+            f"cannot load checkpoint {fpath} with weights_only=True: {first}. "
+            "If it is a TorchScript CLIP file, pass it as the CLIP `pretrained` path instead; "
+            "if it is a trusted pickle, re-save its state_dict with torch.save(model.state_dict())."
+        ) from first
+
+
+def checkpoint_header(model: torch.nn.Module) -> Dict[str, Any]:
+    """What makes a file self-describing: format, package version, architecture, model config."""
+    from .. import __version__
+
+    cfg = getattr(model, "cfg", None)
+    return {
+        "format": FORMAT,
+        "version": __version__,
+        "arch": getattr(cfg, "arch", type(model).__name__),
+        "model_cfg": cfg.to_dict() if hasattr(cfg, "to_dict") else {},
+    }
+
+
+def read_header(checkpoint: Mapping[str, Any]) -> Dict[str, Any] | None:
+    """``{"arch", "model_cfg", "version"}`` of a self-describing checkpoint, else None."""
+    if not isinstance(checkpoint, Mapping) or checkpoint.get("format") != FORMAT:
+        return None
+    return {k: checkpoint.get(k) for k in ("arch", "model_cfg", "version")}
