@@ -13,15 +13,21 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 PARITY_DIR = os.environ.get(
     "TFCLIP_PARITY_DIR",
-    os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "parity"),
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "parity"),
 )
 
 
 @pytest.fixture(scope="session")
 def parity_dir() -> str:
-    """Folder of the authors' reference vectors (../shared/parity beside the checkout)."""
+    """Folder of the reference vectors computed with the authors' modules.
+
+    ``tests/data/parity`` (described in its README.md); ``$TFCLIP_PARITY_DIR`` overrides it.
+    """
     if not os.path.isdir(PARITY_DIR):
-        pytest.fail(f"parity vectors not found at {PARITY_DIR}; set TFCLIP_PARITY_DIR")
+        pytest.fail(
+            f"parity vectors not found at {PARITY_DIR}: restore tests/data/parity from git "
+            "or point TFCLIP_PARITY_DIR at a folder holding tmd.pt, ssp.pt and backbone.pt"
+        )
     return PARITY_DIR
 
 

@@ -1,8 +1,10 @@
-"""Our TMD, SSP and CLIP backbone reproduce the authors' modules (shared/parity vectors).
+"""Our TMD, SSP and CLIP backbone reproduce the authors' modules.
 
-Every file is loaded with ``weights_only=True``, modules run in float64, parameters are loaded
-through :mod:`tfclip_torchreid.models.key_mapping`, and every stored output and intermediate is
-matched to 1e-10.
+The reference vectors in ``tests/data/parity`` (see its README.md) were computed by running the
+authors' own TF-CLIP modules (AsuradaYuci/TF-CLIP) in float64 on random float16-rounded
+parameters. Every file is loaded with ``weights_only=True``, our modules run in float64,
+parameters are loaded through :mod:`tfclip_torchreid.models.key_mapping`, and every stored
+output and intermediate is matched to 1e-10.
 """
 
 from __future__ import annotations
