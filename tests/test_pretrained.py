@@ -13,6 +13,7 @@ import socket
 import threading
 import time
 import warnings
+from urllib.parse import urlsplit
 
 import pytest
 import torch
@@ -37,22 +38,29 @@ HINT_VIT = "pretrained='/path/to/ViT-B-16.pt'"
 
 
 class HubMirror:
-    """A minimal Hugging Face hub on 127.0.0.1: HEAD/GET ``/<repo>/resolve/main/<file>``."""
+    """A minimal Hugging Face hub on 127.0.0.1: HEAD/GET ``/<repo>/resolve/main/<file>``.
+
+    It also answers proxy-style requests (absolute URLs), i.e. it can act as an HTTP proxy
+    in front of any (even unresolvable) hub host.
+    """
 
     def __init__(self, status: int | None = None) -> None:
         self.files: dict[str, bytes] = {}
         self.requests: list[tuple[str, str]] = []
+        self.hosts: list[str] = []
         mirror = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def _reply(self, body: bool) -> None:
-                mirror.requests.append((self.command, self.path))
+                path = urlsplit(self.path).path  # origin-form, or absolute-form via a proxy
+                mirror.requests.append((self.command, path))
+                mirror.hosts.append(self.headers.get("Host", ""))
                 if status is not None:  # a broken hub: this status for everything
                     self.send_response(status)
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
-                data = mirror.files.get(self.path)
+                data = mirror.files.get(path)
                 if data is None:
                     self.send_response(404)
                     self.send_header("X-Error-Code", "EntryNotFound")
@@ -91,8 +99,8 @@ def hub(monkeypatch, tmp_path):
     """``hub(endpoint=None, offline=False)`` sets the hub client's endpoint / offline mode."""
     from huggingface_hub.utils import close_session
 
-    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy",
-                "all_proxy"):
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy",
+                "all_proxy", "no_proxy"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf_cache"))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))  # ~/.cache/clip is empty
@@ -236,6 +244,19 @@ def test_download_through_hf_endpoint_mirror(hub, mirror, tmp_path):
     before = len(mirror.requests)
     assert resolve_openai_weights("RN50-quickgelu", cache_dir=str(cache)) == path
     assert len(mirror.requests) == before
+
+
+def test_download_through_http_proxy(hub, mirror, monkeypatch, tmp_path):
+    """HTTP_PROXY is honoured: the hub host itself does not even resolve, the proxy answers."""
+    from huggingface_hub.utils import close_session
+
+    mirror.files[f"/{RN50_REPO}/resolve/main/{RN50_FILE}"] = save({"visual.proj": torch.ones(3)})
+    hub(endpoint="http://hub.invalid")  # .invalid never resolves (RFC 2606)
+    monkeypatch.setenv("HTTP_PROXY", mirror.url)
+    close_session()  # the client reads the proxy settings when it is created
+    path = resolve_openai_weights("RN50-quickgelu", cache_dir=str(tmp_path / "cache"))
+    assert read_clip_checkpoint(path)["visual.proj"].tolist() == [1.0, 1.0, 1.0]
+    assert set(mirror.hosts) == {"hub.invalid"}
 
 
 def test_cached_files_are_found_without_network(hub, mirror, tmp_path):
