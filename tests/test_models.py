@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import time
 
 import numpy as np
@@ -19,7 +20,6 @@ from tfclip_torchreid.models import (
     build_tfclip,
     load_model_weights,
 )
-from tfclip_torchreid.models import backbone as backbone_mod
 from tfclip_torchreid.models.backbone import CLIPVisualBackbone
 
 Y, CAMS, B, T = 6, 3, 4, 2
@@ -260,14 +260,23 @@ def test_shared_memory_ssp_matches_per_sample_memory_in_training():
 
 
 def test_openai_offline_fails_fast_with_local_file_hint(monkeypatch, tmp_path):
+    from huggingface_hub import constants
+
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr(backbone_mod, "network_available", lambda *a, **k: False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # read by the hub at import
+    with socket.socket() as sock:  # a free port, closed again: connection refused
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    monkeypatch.setattr(constants, "ENDPOINT", closed)
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE",
+                        closed + "/{repo_id}/resolve/{revision}/{filename}")
     t0 = time.time()
     with pytest.raises(RuntimeError, match=r"pretrained='/path/to/ViT-B-16.pt'") as err:
         build_tfclip("tfclip_vitb16", num_classes=Y, pretrained="openai", cache_dir=str(tmp_path))
     assert "unreachable" in str(err.value)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(backbone_mod, "_cached_openai_file", lambda *a: None)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))  # nothing cached
+    monkeypatch.setenv("HOME", str(tmp_path))  # nor in ~/.cache/clip
     with pytest.raises(RuntimeError, match="HF_HUB_OFFLINE=1") as err:
         compat.build_model("tfclip_vitb16", num_classes=Y, pretrained=True)
     assert "/path/to/ViT-B-16.pt" in str(err.value)

@@ -8,6 +8,9 @@ authors' key                                   ours
 ``image_encoder.<open_clip visual key>``       ``backbone.<same>`` (conv1, class_embedding,
                                                positional_embedding, ln_pre, transformer.
                                                resblocks.i.*, ln_post, proj)
+``image_encoder.<OpenAI RN50 visual key>``     ``backbone.<same>`` for the RN50 backbone
+                                               (conv1..bn3, layerN.i.{conv,bn}{1,2,3},
+                                               layerN.0.downsample.{0,1}, attnpool.*)
 ``cv_embed``                                   ``cv_embed`` (SIE table)
 ``SSP.<key>``                                  ``ssp.<same>`` (memory_proj, text_proj,
                                                decoder.i.{norm1,norm2,norm3,self_attn,
@@ -17,7 +20,11 @@ authors' key                                   ours
 ``bottleneck*``, ``classifier*``               unchanged
 ============================================  ===============================================
 
-A leading ``module.`` (DataParallel) is stripped. The CLIP-Memory is not part of the authors'
+The authors' RN50 (a CLIP ModifiedResNet with last stride 1) uses OpenAI's RN50 names, which are
+also open_clip's ``ModifiedResNet`` names (their ``relu`` and open_clip's ``act1..3`` hold no
+parameters; the stride-1 shortcut keeps its parameter-free ``downsample.-1`` pool), so the same
+prefix rule maps it onto :class:`~.backbone_rn50.CLIPResNetBackbone`; its 129-row attention-pool
+table already fits the 16x8 grid. A leading ``module.`` (DataParallel) is stripped. The CLIP-Memory is not part of the authors'
 state dict (they keep it as a plain tensor), so a converted checkpoint leaves ``memory``
 uninitialised.
 
