@@ -445,6 +445,14 @@ def test_offline_drive_entry_names_drive_page(monkeypatch):
     assert "drive.google.com:443" in msg and "--weights /path/to/file.pth" in msg
 
 
+def test_web_page_instead_of_checkpoint_is_rejected(server, tmp_path, monkeypatch):
+    server.files["/quota.pth"] = b"<!DOCTYPE html><html><body>Quota exceeded</body></html>"
+    _add(monkeypatch, "t_html", server.url("/quota.pth"))
+    with pytest.raises(RuntimeError, match="web page"):
+        zoo.resolve_weights("zoo:t_html", quiet=True)
+    assert _cache_files(tmp_path) == ["t_html.pth.lock"]
+
+
 def test_server_error_is_reported(server, tmp_path, monkeypatch):
     _add(monkeypatch, "t_404", server.url("/missing.pth"))
     with pytest.raises(RuntimeError, match="404"):

@@ -25,7 +25,8 @@ How a download proceeds (:func:`download_zoo`):
 3. gdown downloads to ``<NAME>.pth.download`` (its own partial file is
    ``<NAME>.pth.download<8 chars>.part``, resumed with an HTTP Range request by the next call),
    with bounded timeouts and :data:`RETRIES` retries;
-4. the sha256 is checked when the entry has one (a mismatching file is deleted);
+4. the sha256 is checked when the entry has one, and a web page saved in place of the file
+   (Drive's quota page) is rejected; a rejected file is deleted;
 5. the file is renamed to ``<NAME>.pth`` (atomic on POSIX): a file under the final name is
    always complete. A lock file serialises concurrent downloads of one name (e.g. DDP ranks).
 
@@ -283,6 +284,13 @@ def _sha256(path: str) -> str:
     return h.hexdigest()
 
 
+def _is_html(path: str) -> bool:
+    """True if the file starts like an HTML page (an error page saved in place of the file)."""
+    with open(path, "rb") as f:
+        head = f.read(512).lstrip().lower()
+    return head.startswith((b"<!doctype html", b"<html"))
+
+
 def _probe_endpoint(url: str) -> Tuple[str, int]:
     """Host and port a request for ``url`` connects to first: the proxy if one applies."""
     import requests
@@ -335,11 +343,32 @@ def _fetch(entry: ZooEntry, staging: str, final: str, quiet: bool) -> None:
     except Exception as err:  # noqa: BLE001 - every gdown/requests failure gets the same advice
         raise RuntimeError(
             f"zoo:{entry.name}: download of {url} failed ({type(err).__name__}: {err}). "
-            f"Received bytes stay in {osp.dirname(final)} and the next attempt resumes them. "
+            f"Bytes received so far (if any) stay in {osp.dirname(final)} and the next attempt "
+            "resumes from them. "
             f"{_manual_hint(entry, final)}"
         ) from err
     if not osp.isfile(staging):  # pragma: no cover - gdown returns only after moving its file
         raise RuntimeError(f"zoo:{entry.name}: gdown finished without writing {staging}")
+
+
+def _publish(entry: ZooEntry, staging: str, final: str) -> str:
+    """Check the downloaded ``staging`` file and rename it to ``final``; returns its sha256."""
+    if _is_html(staging):
+        os.remove(staging)
+        raise RuntimeError(
+            f"zoo:{entry.name}: the server sent a web page instead of the checkpoint (Google "
+            f"Drive does this when a file's download quota is exceeded); it was deleted. "
+            f"Retry later, or {_manual_hint(entry, final)}"
+        )
+    digest = _sha256(staging)
+    if entry.sha256 is not None and digest != entry.sha256.lower():
+        os.remove(staging)
+        raise RuntimeError(
+            f"zoo:{entry.name}: the downloaded file has sha256 {digest}, expected "
+            f"{entry.sha256}; it was deleted. Retry, or {_manual_hint(entry, final)}"
+        )
+    os.replace(staging, final)  # atomic: the final name only ever holds a complete file
+    return digest
 
 
 def download_zoo(name: str, quiet: bool = False) -> str:
@@ -357,14 +386,7 @@ def download_zoo(name: str, quiet: bool = False) -> str:
             return final
         if not osp.isfile(staging):  # a complete staging file is left only by a crash
             _fetch(entry, staging, final, quiet)
-        digest = _sha256(staging)
-        if entry.sha256 is not None and digest != entry.sha256.lower():
-            os.remove(staging)
-            raise RuntimeError(
-                f"zoo:{entry.name}: the downloaded file has sha256 {digest}, expected "
-                f"{entry.sha256}; it was deleted. Retry, or {_manual_hint(entry, final)}"
-            )
-        os.replace(staging, final)
+        digest = _publish(entry, staging, final)
     if not quiet:
         print(f"=> zoo:{entry.name}: saved {final} (sha256 {digest})")
     return final
