@@ -30,6 +30,7 @@ INSTALL_REQUIRES = [
     "h5py",
     "matplotlib",
     "scikit-learn",
+    "threadpoolctl",
     "opencv-python-headless",
     "Pillow",
     "yacs",

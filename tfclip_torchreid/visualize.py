@@ -233,6 +233,7 @@ def draw_tsne(
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from sklearn.manifold import TSNE
+    from threadpoolctl import threadpool_limits
 
     x = _as_numpy(features)
     p = _as_numpy(pids, np.int64).reshape(-1)
@@ -248,7 +249,9 @@ def draw_tsne(
     x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
     tsne = TSNE(n_components=2, perplexity=min(perplexity, (len(x) - 1) / 3), init="pca",
                 learning_rate="auto", random_state=seed)
-    emb = tsne.fit_transform(x)
+    # OpenMP threads cost more than they gain below a few thousand points (and spin on busy cores)
+    with threadpool_limits(1 if len(x) < 5000 else None, user_api="openmp"):
+        emb = tsne.fit_transform(x)
 
     fig = Figure(figsize=(6.4, 6.4), dpi=100)
     FigureCanvasAgg(fig)
