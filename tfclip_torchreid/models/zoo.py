@@ -1,0 +1,503 @@
+"""Model zoo: named checkpoints downloaded once (with gdown) into a local cache.
+
+``zoo:NAME`` can be passed wherever a weights file is accepted; :func:`resolve_weights` turns it
+into a local file path and leaves plain paths alone. The table holds the official CLIP-ReID
+checkpoints (Li et al., AAAI 2023; the "Trained models" table of github Syliz517/CLIP-ReID):
+ViT-B/16 CLIP-ReID, ViT-B/16 CLIP-ReID with SIE and overlapping patches (stride 12) and the
+RN50 CLIP-ReID, each trained on MSMT17, Market-1501 and DukeMTMC-reID. They are stored in
+CLIP-ReID's own key layout (``image_encoder.*``, ``prompt_learner.*``, ``text_encoder.*``,
+``bottleneck*``, ``classifier*``, ``cv_embed``); :func:`read_zoo_checkpoint` reads one into a
+plain state dict and reports its layout, and :mod:`.key_mapping` renames the keys.
+
+The TF-CLIP authors publish their weights only on Baidu Pan, which cannot be scripted: download
+them by hand and pass the file (``--weights FILE``); their key names are mapped on loading.
+
+Where files go: ``$TFCLIP_HOME/checkpoints`` when ``TFCLIP_HOME`` is set, else torch's hub
+checkpoint folder (``torch.hub.get_dir()/checkpoints``, i.e. ``$TORCH_HOME/hub/checkpoints``,
+by default ``~/.cache/torch/hub/checkpoints``), as ``<NAME>.pth``.
+
+How a download proceeds (:func:`download_zoo`):
+
+1. a cached ``<NAME>.pth`` is returned at once (no network);
+2. otherwise a TCP connection to the server (or the environment's proxy) must open within
+   :data:`PROBE_TIMEOUT` seconds, DNS included; offline, a RuntimeError names the manual
+   download and the local-path alternative within seconds;
+3. gdown downloads to ``<NAME>.pth.download`` (its own partial file is
+   ``<NAME>.pth.download<8 chars>.part``, resumed with an HTTP Range request by the next call),
+   with bounded timeouts and :data:`RETRIES` retries;
+4. the sha256 is checked when the entry has one, and a web page saved in place of the file
+   (Drive's quota page) is rejected; a rejected file is deleted;
+5. the file is renamed to ``<NAME>.pth`` (atomic on POSIX): a file under the final name is
+   always complete. A lock file serialises concurrent downloads of one name (e.g. DDP ranks).
+
+Example:
+    >>> from tfclip_torchreid.models import zoo
+    >>> zoo.list_zoo()[:2]
+    ['clipreid_rn50_dukemtmcreid', 'clipreid_rn50_market1501']
+    >>> zoo.zoo_model_kwargs("clipreid_vitb16_sie_olp_msmt17")
+    ZooModelSpec(arch='clipreid_vitb16_s12', num_classes=1041, camera_num=15, switches={'use_sie': True, 'sie_coe': 1.0, 'stride': 12})
+    >>> zoo.resolve_weights("zoo:clipreid_vitb16_market1501")  # doctest: +SKIP
+    '/home/me/.cache/torch/hub/checkpoints/clipreid_vitb16_market1501.pth'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import os
+import os.path as osp
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Dict, List, Mapping, NamedTuple, Tuple, Union
+from urllib.parse import urlparse
+
+import torch
+
+from .backbone import network_available
+
+__all__ = [
+    "ZOO_PREFIX", "ZooEntry", "ZooModelSpec", "is_zoo", "list_zoo", "get_entry",
+    "register_zoo_entry", "zoo_model_kwargs", "zoo_cache_dir", "zoo_cache_path",
+    "resolve_weights", "download_zoo", "read_zoo_checkpoint", "detect_layout",
+    "PROBE_TIMEOUT", "CONNECT_TIMEOUT", "READ_TIMEOUT", "RETRIES",
+]
+
+ZOO_PREFIX = "zoo:"
+#: seconds a TCP connection to the server (or proxy) may take before we declare it unreachable
+PROBE_TIMEOUT = 3.0
+#: gdown/requests timeouts: connecting, and the longest silence between received bytes
+CONNECT_TIMEOUT = 10.0
+READ_TIMEOUT = 60.0
+#: extra attempts of one download after a network failure (each resumes the partial file)
+RETRIES = 2
+
+_CLIPREID_SOURCE = "https://github.com/Syliz517/CLIP-ReID#trained-models-and-test-logs"
+_CLIP_MEAN_STD = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))  # CLIP-ReID's ViT configs
+_IMAGENET_MEAN_STD = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))  # CLIP-ReID's RN50 configs
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    """One downloadable checkpoint.
+
+    Attributes:
+        name: zoo name (``zoo:<name>``).
+        arch: our architecture that the weights load into (``clipreid_vitb16``,
+            ``clipreid_vitb16_s12``, ``clipreid_rn50``, ``tfclip_vitb16``, ...).
+        dataset: torchreid name of the training set (``market1501``, ``msmt17``, ...).
+        num_classes: training identities (classifier rows).
+        camera_num: training cameras.
+        switches: model switches the weights need (``use_sie``, ``sie_coe``, ``stride``).
+        layout: key layout of the file: ``"clipreid"`` (CLIP-ReID's ``build_transformer``),
+            ``"tfclip_authors"`` (the TF-CLIP authors' model) or ``"tfclip"`` (ours).
+        drive_id: Google Drive file id; or
+        url: any other http(s) URL (exactly one of the two).
+        sha256: hex digest of the file, verified after download when given.
+        input_size: (height, width) the model was trained at.
+        pixel_mean, pixel_std: input normalisation of its training.
+        source: where the entry comes from (for people).
+    """
+
+    name: str
+    arch: str
+    dataset: str
+    num_classes: int
+    camera_num: int
+    switches: Mapping[str, Any] = field(default_factory=dict)
+    layout: str = "clipreid"
+    drive_id: str = ""
+    url: str = ""
+    sha256: str | None = None
+    input_size: Tuple[int, int] = (256, 128)
+    pixel_mean: Tuple[float, float, float] = _CLIP_MEAN_STD[0]
+    pixel_std: Tuple[float, float, float] = _CLIP_MEAN_STD[1]
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if bool(self.drive_id) == bool(self.url):
+            raise ValueError(f"zoo entry {self.name!r}: give exactly one of drive_id and url")
+        if self.sha256 is not None and len(self.sha256) != 64:
+            raise ValueError(f"zoo entry {self.name!r}: sha256 must be 64 hex digits")
+        object.__setattr__(self, "switches", MappingProxyType(dict(self.switches)))
+
+    @property
+    def filename(self) -> str:
+        """File name in the cache folder."""
+        return f"{self.name}.pth"
+
+    @property
+    def download_url(self) -> str:
+        """URL handed to gdown (Drive ids become gdown's ``uc?id=`` form)."""
+        return self.url or f"https://drive.google.com/uc?id={self.drive_id}"
+
+    @property
+    def manual_url(self) -> str:
+        """URL a person opens in a browser to download the file by hand."""
+        return self.url or f"https://drive.google.com/file/d/{self.drive_id}/view"
+
+
+class ZooModelSpec(NamedTuple):
+    """What to build for a zoo entry: ``build(arch, num_classes, camera_num, **switches)``."""
+
+    arch: str
+    num_classes: int
+    camera_num: int
+    switches: Dict[str, Any]
+
+
+# training-set sizes of CLIP-ReID's datasets: (torchreid name, identities, cameras)
+_DATASETS = {
+    "msmt17": ("msmt17", 1041, 15),
+    "market1501": ("market1501", 751, 6),
+    "dukemtmcreid": ("dukemtmcreid", 702, 8),
+}
+# CLIP-ReID README, "Trained models and test logs": the model links (not the test logs)
+_CLIPREID_DRIVE_IDS = {
+    ("vitb16", "msmt17"): "1BVaZo93kOksYLjFNH3Gf7JxIbPlWSkcO",
+    ("vitb16", "market1501"): "1GnyAVeNOg3Yug1KBBWMKKbT2x43O5Ch7",
+    ("vitb16", "dukemtmcreid"): "1ldjSkj-7pXAWmx8on5x0EftlCaolU4dY",
+    ("vitb16_sie_olp", "msmt17"): "1sPZbWTv2_stXBGutjHMvE87pAbSAgVaz",
+    ("vitb16_sie_olp", "market1501"): "1K32xrosw0gPrxYCWXER81mhWObEW5-d4",
+    ("vitb16_sie_olp", "dukemtmcreid"): "1zkHLrLy3z9lP0cR2MVQtr4ujoC6eQLKP",
+    ("rn50", "msmt17"): "1VdlC1ld3NrQC5Jcx0hntXRb-UaR3tMtr",
+    ("rn50", "market1501"): "1sBqCr5LxKcO9J2V0IvLQPb0wzwVzIZUp",
+    ("rn50", "dukemtmcreid"): "1XXycuux__uDd9WKwaTAQ4W1RjLqnUphq",
+}
+# variant -> (our arch, switches, normalisation)
+_CLIPREID_VARIANTS = {
+    "vitb16": ("clipreid_vitb16", {"use_sie": False, "stride": 16}, _CLIP_MEAN_STD),
+    "vitb16_sie_olp": ("clipreid_vitb16_s12", {"use_sie": True, "sie_coe": 1.0, "stride": 12},
+                       _CLIP_MEAN_STD),
+    "rn50": ("clipreid_rn50", {"use_sie": False, "stride": 16}, _IMAGENET_MEAN_STD),
+}
+
+
+def _clipreid_entries() -> Dict[str, ZooEntry]:
+    entries = {}
+    for (variant, dataset), drive_id in _CLIPREID_DRIVE_IDS.items():
+        arch, switches, (mean, std) = _CLIPREID_VARIANTS[variant]
+        tr_name, num_classes, camera_num = _DATASETS[dataset]
+        name = f"clipreid_{variant}_{dataset}"
+        entries[name] = ZooEntry(
+            name=name, arch=arch, dataset=tr_name, num_classes=num_classes,
+            camera_num=camera_num, switches=switches, layout="clipreid", drive_id=drive_id,
+            pixel_mean=mean, pixel_std=std, source=_CLIPREID_SOURCE,
+        )
+    return entries
+
+
+_ZOO: Dict[str, ZooEntry] = _clipreid_entries()
+
+
+def is_zoo(spec: Any) -> bool:
+    """True if ``spec`` is a ``"zoo:NAME"`` string."""
+    return isinstance(spec, str) and spec.startswith(ZOO_PREFIX)
+
+
+def list_zoo() -> List[str]:
+    """Names of all zoo entries, sorted."""
+    return sorted(_ZOO)
+
+
+def get_entry(name: str) -> ZooEntry:
+    """The entry called ``name`` (with or without the ``zoo:`` prefix).
+
+    Raises:
+        ValueError: unknown name; the message lists the available names.
+    """
+    key = name[len(ZOO_PREFIX):] if is_zoo(name) else name
+    if key not in _ZOO:
+        raise ValueError(
+            f"unknown zoo model {key!r}; available: {', '.join(list_zoo())}. "
+            "Or pass a local checkpoint path instead of zoo:NAME"
+        )
+    return _ZOO[key]
+
+
+def register_zoo_entry(entry: ZooEntry, overwrite: bool = False) -> None:
+    """Add ``entry`` to the table (e.g. your own checkpoints on a web server).
+
+    Example:
+        >>> register_zoo_entry(ZooEntry(name="my_mars", arch="tfclip_vitb16", dataset="mars",
+        ...     num_classes=625, camera_num=6, layout="tfclip",
+        ...     url="https://example.org/my_mars.pth"))  # doctest: +SKIP
+    """
+    if entry.name in _ZOO and not overwrite:
+        raise ValueError(f"zoo entry {entry.name!r} exists; pass overwrite=True to replace it")
+    _ZOO[entry.name] = entry
+
+
+def zoo_model_kwargs(name: str) -> ZooModelSpec:
+    """``(arch, num_classes, camera_num, switches)`` of the model that the weights fit."""
+    e = get_entry(name)
+    return ZooModelSpec(e.arch, e.num_classes, e.camera_num, dict(e.switches))
+
+
+def zoo_cache_dir() -> str:
+    """``$TFCLIP_HOME/checkpoints`` if ``TFCLIP_HOME`` is set, else torch's hub checkpoints."""
+    home = os.environ.get("TFCLIP_HOME", "").strip()
+    if home:
+        return osp.join(osp.expanduser(home), "checkpoints")
+    return osp.join(torch.hub.get_dir(), "checkpoints")
+
+
+def zoo_cache_path(name: str) -> str:
+    """Where the file of ``name`` is (or will be) cached."""
+    return osp.join(zoo_cache_dir(), get_entry(name).filename)
+
+
+def resolve_weights(spec: str, quiet: bool = False) -> str:
+    """Local file for a weights spec: ``"zoo:NAME"`` (downloaded once) or a path.
+
+    Args:
+        spec: ``"zoo:NAME"`` or a file path (``~`` is expanded).
+        quiet: no download messages / progress bar.
+
+    Raises:
+        FileNotFoundError: a path that does not exist.
+        ValueError: an unknown zoo name (the message lists the names).
+        RuntimeError: the download failed (the message names the manual download).
+
+    Example:
+        >>> resolve_weights("log/run/checkpoints/latest.pth")  # doctest: +SKIP
+        'log/run/checkpoints/latest.pth'
+    """
+    if not isinstance(spec, (str, os.PathLike)):
+        raise TypeError(f"weights must be a path or 'zoo:NAME', got {type(spec).__name__}")
+    spec = os.fspath(spec)
+    if is_zoo(spec):
+        return download_zoo(spec, quiet=quiet)
+    path = osp.expanduser(spec)
+    if not osp.isfile(path):
+        raise FileNotFoundError(
+            f"weights file not found: {spec!r}. Pass an existing checkpoint file, or a zoo "
+            f"name such as zoo:{list_zoo()[0]} (available: {', '.join(list_zoo())})"
+        )
+    return path
+
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _is_html(path: str) -> bool:
+    """True if the file starts like an HTML page (an error page saved in place of the file)."""
+    with open(path, "rb") as f:
+        head = f.read(512).lstrip().lower()
+    return head.startswith((b"<!doctype html", b"<html"))
+
+
+def _probe_endpoint(url: str) -> Tuple[str, int]:
+    """Host and port a request for ``url`` connects to first: the proxy if one applies."""
+    import requests
+
+    target = urlparse(url)
+    proxies = requests.utils.get_environ_proxies(url)  # honours NO_PROXY
+    proxy = proxies.get(target.scheme) or proxies.get("all")
+    if proxy:
+        target = urlparse(proxy if "://" in proxy else f"http://{proxy}")
+    return target.hostname or "", target.port or (443 if target.scheme == "https" else 80)
+
+
+def _manual_hint(entry: ZooEntry, final: str) -> str:
+    return (
+        f"Download it by hand from {entry.manual_url} and pass the file instead of the zoo "
+        f"name (--weights /path/to/file.pth, FeatureExtractor(model_path='/path/to/file.pth') "
+        f"or build_tfclip(..., weights='/path/to/file.pth')), or save it as {final} to make "
+        f"zoo:{entry.name} work offline"
+    )
+
+
+def _gdown_options() -> Dict[str, Any]:
+    """Timeouts and retries, for the gdown releases that have them (>= 6.3)."""
+    import gdown
+
+    params = inspect.signature(gdown.download).parameters
+    opts: Dict[str, Any] = {}
+    if "timeout" in params:
+        opts["timeout"] = (CONNECT_TIMEOUT, READ_TIMEOUT)
+    if "retries" in params:
+        opts["retries"] = RETRIES
+    return opts
+
+
+def _fetch(entry: ZooEntry, staging: str, final: str, quiet: bool) -> None:
+    """Download ``entry`` to ``staging`` with gdown (resuming a partial file)."""
+    import gdown
+
+    url = entry.download_url
+    host, port = _probe_endpoint(url)
+    if not network_available(host, port, timeout=PROBE_TIMEOUT):
+        raise RuntimeError(
+            f"zoo:{entry.name}: cannot download {url}: no connection to {host}:{port} within "
+            f"{PROBE_TIMEOUT:g} s (offline?). {_manual_hint(entry, final)}"
+        )
+    if not quiet:
+        print(f"=> zoo:{entry.name}: downloading {entry.manual_url} to {final}")
+    try:
+        gdown.download(url=url, output=staging, quiet=quiet, resume=True, **_gdown_options())
+    except Exception as err:  # noqa: BLE001 - every gdown/requests failure gets the same advice
+        raise RuntimeError(
+            f"zoo:{entry.name}: download of {url} failed ({type(err).__name__}: {err}). "
+            f"Bytes received so far (if any) stay in {osp.dirname(final)} and the next attempt "
+            "resumes from them. "
+            f"{_manual_hint(entry, final)}"
+        ) from err
+    if not osp.isfile(staging):  # pragma: no cover - gdown returns only after moving its file
+        raise RuntimeError(f"zoo:{entry.name}: gdown finished without writing {staging}")
+
+
+def _publish(entry: ZooEntry, staging: str, final: str) -> str:
+    """Check the downloaded ``staging`` file and rename it to ``final``; returns its sha256."""
+    if _is_html(staging):
+        os.remove(staging)
+        raise RuntimeError(
+            f"zoo:{entry.name}: the server sent a web page instead of the checkpoint (Google "
+            f"Drive does this when a file's download quota is exceeded); it was deleted. "
+            f"Retry later, or {_manual_hint(entry, final)}"
+        )
+    digest = _sha256(staging)
+    if entry.sha256 is not None and digest != entry.sha256.lower():
+        os.remove(staging)
+        raise RuntimeError(
+            f"zoo:{entry.name}: the downloaded file has sha256 {digest}, expected "
+            f"{entry.sha256}; it was deleted. Retry, or {_manual_hint(entry, final)}"
+        )
+    os.replace(staging, final)  # atomic: the final name only ever holds a complete file
+    return digest
+
+
+def download_zoo(name: str, quiet: bool = False) -> str:
+    """Local path of zoo checkpoint ``name``; downloads it on first use (see module doc)."""
+    import filelock
+
+    entry = get_entry(name)
+    final = zoo_cache_path(entry.name)
+    if osp.isfile(final):
+        return final
+    os.makedirs(osp.dirname(final), exist_ok=True)
+    staging = final + ".download"
+    with filelock.FileLock(final + ".lock"):
+        if osp.isfile(final):  # another process finished it while we waited
+            return final
+        if not osp.isfile(staging):  # a complete staging file is left only by a crash
+            _fetch(entry, staging, final, quiet)
+        digest = _publish(entry, staging, final)
+    if not quiet:
+        print(f"=> zoo:{entry.name}: saved {final} (sha256 {digest})")
+    return final
+
+
+# ----------------------------------------------------------------------------------------------
+# reading a downloaded file
+# ----------------------------------------------------------------------------------------------
+def _plain_state_dict(checkpoint: Mapping[str, Any]) -> Dict[str, torch.Tensor]:
+    state = checkpoint
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(state.get(key), Mapping):
+            state = state[key]
+            break
+    return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
+
+
+def detect_layout(state: Mapping[str, Any]) -> str:
+    """Key layout of a state dict: ``"clipreid"``, ``"tfclip_authors"``, ``"tfclip"`` or
+    ``"unknown"``.
+
+    CLIP-ReID's ``build_transformer`` and the TF-CLIP authors' model both keep the CLIP visual
+    tower under ``image_encoder.``; CLIP-ReID adds the prompt learner, the text encoder and a
+    ``classifier_proj``, the TF-CLIP authors add ``TMD.``/``SSP.``. Ours uses ``backbone.``.
+    """
+    keys = list(state)
+    if any(k.startswith(("TMD.", "SSP.")) for k in keys):
+        return "tfclip_authors"
+    if any(k.startswith("image_encoder.") for k in keys) and any(
+        k.startswith(("prompt_learner.", "text_encoder.", "classifier_proj.")) for k in keys
+    ):
+        return "clipreid"
+    if any(k.startswith("backbone.") for k in keys):
+        return "tfclip"
+    return "unknown"
+
+
+def _describe_clipreid(state: Mapping[str, torch.Tensor]) -> Dict[str, Any]:
+    def rows(key: str) -> int | None:
+        return int(state[key].shape[0]) if key in state else None
+
+    if "image_encoder.attnpool.positional_embedding" in state:
+        backbone, pos = "rn50", rows("image_encoder.attnpool.positional_embedding")
+    else:
+        backbone, pos = "vit", rows("image_encoder.positional_embedding")
+    return {
+        "backbone": backbone,
+        "num_classes": rows("classifier.weight"),
+        "camera_num": rows("cv_embed") or 0,
+        "use_sie": "cv_embed" in state,
+        "feature_dim": rows("bottleneck.weight"),
+        "proj_dim": rows("bottleneck_proj.weight"),
+        "num_positions": pos,
+        "has_text_encoder": any(k.startswith("text_encoder.") for k in state),
+    }
+
+
+def read_zoo_checkpoint(
+    path: str, entry: Union[None, str, ZooEntry] = None
+) -> Dict[str, Any]:
+    """Read a checkpoint file (``torch.load(weights_only=True)``) and report its layout.
+
+    Args:
+        path: the file (e.g. from :func:`resolve_weights`).
+        entry: a zoo entry or name to check the file against (layout, identities, cameras).
+
+    Returns:
+        ``{"state_dict": {key: tensor}, "layout": str, ...}``; a ``leading module.`` is
+        stripped and a ``state_dict``/``model`` wrapper removed. For the ``clipreid`` layout
+        also ``backbone`` (``"vit"``/``"rn50"``), ``num_classes``, ``camera_num``,
+        ``use_sie``, ``feature_dim`` (768/2048), ``proj_dim`` (512/1024), ``num_positions``
+        (positional-embedding rows: 129 for stride 16, 211 for stride 12 at 256x128) and
+        ``has_text_encoder``.
+
+    Raises:
+        ValueError: the file does not match ``entry``.
+
+    Example:
+        >>> info = read_zoo_checkpoint(resolve_weights("zoo:clipreid_vitb16_market1501"))
+        ... # doctest: +SKIP
+        >>> info["layout"], info["num_classes"], info["camera_num"]  # doctest: +SKIP
+        ('clipreid', 751, 0)
+    """
+    from ..engine.checkpoint import load_checkpoint  # lazy: the engine imports the models
+
+    checkpoint = load_checkpoint(path)
+    if not isinstance(checkpoint, Mapping):
+        raise ValueError(f"{path}: expected a state dict, got {type(checkpoint).__name__}")
+    state = _plain_state_dict(checkpoint)
+    info: Dict[str, Any] = {"state_dict": state, "layout": detect_layout(state)}
+    if info["layout"] == "clipreid":
+        info.update(_describe_clipreid(state))
+    if entry is not None:
+        _check_against(info, entry if isinstance(entry, ZooEntry) else get_entry(entry), path)
+    return info
+
+
+def _check_against(info: Mapping[str, Any], entry: ZooEntry, path: str) -> None:
+    problems = []
+    if info["layout"] != entry.layout:
+        problems.append(f"layout {info['layout']!r} (expected {entry.layout!r})")
+    elif entry.layout == "clipreid":
+        if info["num_classes"] != entry.num_classes:
+            problems.append(f"{info['num_classes']} identities (expected {entry.num_classes})")
+        sie = bool(entry.switches.get("use_sie"))
+        if info["use_sie"] != sie:
+            problems.append(f"use_sie={info['use_sie']} (expected {sie})")
+        elif sie and info["camera_num"] != entry.camera_num:
+            problems.append(f"{info['camera_num']} cameras (expected {entry.camera_num})")
+    if problems:
+        raise ValueError(
+            f"{path} does not look like zoo:{entry.name}: " + ", ".join(problems)
+            + f". Delete it and download again from {entry.manual_url}"
+        )
