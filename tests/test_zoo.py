@@ -433,16 +433,20 @@ def test_offline_fails_fast_with_manual_path(tmp_path, monkeypatch):
 
 
 def test_offline_drive_entry_names_drive_page(monkeypatch):
-    """A real table entry offline: the message names its Drive page; gdown is not called."""
+    """A real table entry offline (the request fails to resolve): the message names its Drive
+    page and the local-path alternative."""
     import gdown
+    import requests
 
-    monkeypatch.setattr(zoo, "network_available", lambda host, port, timeout: False)
-    monkeypatch.setattr(gdown, "download", lambda *a, **k: pytest.fail("gdown called offline"))
+    def unreachable(url, **kwargs):
+        raise requests.exceptions.ConnectionError(f"Failed to resolve host of {url}")
+
+    monkeypatch.setattr(gdown, "download", unreachable)
     with pytest.raises(RuntimeError) as err:
         zoo.resolve_weights("zoo:clipreid_vitb16_market1501", quiet=True)
     msg = str(err.value)
     assert "https://drive.google.com/file/d/1GnyAVeNOg3Yug1KBBWMKKbT2x43O5Ch7/view" in msg
-    assert "drive.google.com:443" in msg and "--weights /path/to/file.pth" in msg
+    assert "offline?" in msg and "--weights /path/to/file.pth" in msg
 
 
 def test_web_page_instead_of_checkpoint_is_rejected(server, tmp_path, monkeypatch):

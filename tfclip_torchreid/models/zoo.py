@@ -19,15 +19,14 @@ by default ``~/.cache/torch/hub/checkpoints``), as ``<NAME>.pth``.
 How a download proceeds (:func:`download_zoo`):
 
 1. a cached ``<NAME>.pth`` is returned at once (no network);
-2. otherwise a TCP connection to the server (or the environment's proxy) must open within
-   :data:`PROBE_TIMEOUT` seconds, DNS included; offline, a RuntimeError names the manual
-   download and the local-path alternative within seconds;
-3. gdown downloads to ``<NAME>.pth.download`` (its own partial file is
+2. otherwise gdown (through requests, so proxies and ``NO_PROXY`` apply) downloads to ``<NAME>.pth.download`` (its own partial file is
    ``<NAME>.pth.download<8 chars>.part``, resumed with an HTTP Range request by the next call),
-   with bounded timeouts and :data:`RETRIES` retries;
-4. the sha256 is checked when the entry has one, and a web page saved in place of the file
+   with bounded timeouts (:data:`CONNECT_TIMEOUT`, :data:`READ_TIMEOUT`) and :data:`RETRIES`
+   retries; offline (no DNS, refused connection, timeout), its error becomes a RuntimeError that
+   names the manual download and the local-path alternative, within seconds;
+3. the sha256 is checked when the entry has one, and a web page saved in place of the file
    (Drive's quota page) is rejected; a rejected file is deleted;
-5. the file is renamed to ``<NAME>.pth`` (atomic on POSIX): a file under the final name is
+4. the file is renamed to ``<NAME>.pth`` (atomic on POSIX): a file under the final name is
    always complete. A lock file serialises concurrent downloads of one name (e.g. DDP ranks).
 
 Example:
@@ -49,24 +48,19 @@ import os.path as osp
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Dict, List, Mapping, NamedTuple, Tuple, Union
-from urllib.parse import urlparse
 
 import torch
-
-from .backbone import network_available
 
 __all__ = [
     "ZOO_PREFIX", "ZooEntry", "ZooModelSpec", "is_zoo", "list_zoo", "get_entry",
     "register_zoo_entry", "zoo_model_kwargs", "zoo_cache_dir", "zoo_cache_path",
     "resolve_weights", "download_zoo", "read_zoo_checkpoint", "detect_layout",
-    "PROBE_TIMEOUT", "CONNECT_TIMEOUT", "READ_TIMEOUT", "RETRIES",
+    "CONNECT_TIMEOUT", "READ_TIMEOUT", "RETRIES",
 ]
 
 ZOO_PREFIX = "zoo:"
-#: seconds a TCP connection to the server (or proxy) may take before we declare it unreachable
-PROBE_TIMEOUT = 3.0
 #: gdown/requests timeouts: connecting, and the longest silence between received bytes
-CONNECT_TIMEOUT = 10.0
+CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 60.0
 #: extra attempts of one download after a network failure (each resumes the partial file)
 RETRIES = 2
@@ -291,18 +285,6 @@ def _is_html(path: str) -> bool:
     return head.startswith((b"<!doctype html", b"<html"))
 
 
-def _probe_endpoint(url: str) -> Tuple[str, int]:
-    """Host and port a request for ``url`` connects to first: the proxy if one applies."""
-    import requests
-
-    target = urlparse(url)
-    proxies = requests.utils.get_environ_proxies(url)  # honours NO_PROXY
-    proxy = proxies.get(target.scheme) or proxies.get("all")
-    if proxy:
-        target = urlparse(proxy if "://" in proxy else f"http://{proxy}")
-    return target.hostname or "", target.port or (443 if target.scheme == "https" else 80)
-
-
 def _manual_hint(entry: ZooEntry, final: str) -> str:
     return (
         f"Download it by hand from {entry.manual_url} and pass the file instead of the zoo "
@@ -330,19 +312,14 @@ def _fetch(entry: ZooEntry, staging: str, final: str, quiet: bool) -> None:
     import gdown
 
     url = entry.download_url
-    host, port = _probe_endpoint(url)
-    if not network_available(host, port, timeout=PROBE_TIMEOUT):
-        raise RuntimeError(
-            f"zoo:{entry.name}: cannot download {url}: no connection to {host}:{port} within "
-            f"{PROBE_TIMEOUT:g} s (offline?). {_manual_hint(entry, final)}"
-        )
     if not quiet:
         print(f"=> zoo:{entry.name}: downloading {entry.manual_url} to {final}")
     try:
         gdown.download(url=url, output=staging, quiet=quiet, resume=True, **_gdown_options())
     except Exception as err:  # noqa: BLE001 - every gdown/requests failure gets the same advice
         raise RuntimeError(
-            f"zoo:{entry.name}: download of {url} failed ({type(err).__name__}: {err}). "
+            f"zoo:{entry.name}: download of {url} failed ({type(err).__name__}: {err}; "
+            f"offline?). "
             f"Bytes received so far (if any) stay in {osp.dirname(final)} and the next attempt "
             "resumes from them. "
             f"{_manual_hint(entry, final)}"
