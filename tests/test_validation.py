@@ -93,7 +93,8 @@ def test_check_frames_passes_and_caches(synth_root, tmp_path, monkeypatch, capsy
     with open(entry, "w") as fh:
         fh.write("{not json")
     calls.clear()
-    V.check_frames(paths, cache_dir=cache)
+    with pytest.warns(UserWarning, match="frame-check cache entry .* is corrupt"):
+        V.check_frames(paths, cache_dir=cache)
     assert len(calls) == len(paths)
     assert json.load(open(entry))["num_files"] == len(paths)
 

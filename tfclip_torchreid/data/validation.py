@@ -58,7 +58,7 @@ import tempfile
 import time
 import warnings
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from typing import Callable, Dict, Iterable, List, Mapping, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Sequence, Tuple
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -165,25 +165,26 @@ def frame_problem(path: str) -> str | None:
     return None
 
 
-def _stat_chunk(paths: Sequence[str]) -> List[object]:
-    """``(size, mtime_ns)`` per path, or a reason string for a file that cannot be checked."""
-    out: List[object] = []
-    for p in paths:
+def _stat_chunk(paths: Sequence[str]) -> Tuple[bytes, List[Tuple[int, str]]]:
+    """A digest of ``(path, size, mtime)`` over the chunk, and ``(index, reason)`` for files
+    that cannot be checked (missing, unreadable, not a regular file, empty)."""
+    h = hashlib.sha256()
+    bad: List[Tuple[int, str]] = []
+    for i, p in enumerate(paths):
         try:
             st = os.stat(p)
         except FileNotFoundError:
-            out.append("missing")
+            bad.append((i, "missing"))
             continue
         except OSError as err:
-            out.append(f"unreadable ({err.strerror or err})")
+            bad.append((i, f"unreadable ({err.strerror or err})"))
             continue
         if not stat.S_ISREG(st.st_mode):
-            out.append("not a regular file")
+            bad.append((i, "not a regular file"))
         elif st.st_size == 0:
-            out.append("empty (0 bytes)")
-        else:
-            out.append((st.st_size, st.st_mtime_ns))
-    return out
+            bad.append((i, "empty (0 bytes)"))
+        h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
+    return h.digest(), bad
 
 
 def _check_chunk(paths: Sequence[str]) -> List[str | None]:
@@ -200,28 +201,40 @@ def _executor(workers: int) -> Executor:
     return ThreadPoolExecutor(workers)
 
 
-def _map(fn: Callable[[Sequence[str]], list], paths: Sequence[str], pool: Executor | None) -> list:
-    if pool is None:
-        return fn(paths)
-    chunks = [paths[i:i + _CHUNK] for i in range(0, len(paths), _CHUNK)]
-    return [x for part in pool.map(fn, chunks) for x in part]
+def _chunks(paths: Sequence[str]) -> List[Sequence[str]]:
+    return [paths[i:i + _CHUNK] for i in range(0, len(paths), _CHUNK)]
 
 
-def _cache_key(paths: Sequence[str], stats: Sequence[Tuple[int, int]]) -> str:
-    h = hashlib.sha256(f"tfclip frame check v{_CHECK_VERSION}\n".encode())
-    for i in sorted(range(len(paths)), key=paths.__getitem__):
-        size, mtime = stats[i]
-        h.update(f"{paths[i]}\0{size}\0{mtime}\n".encode("utf-8", "surrogateescape"))
-    return h.hexdigest()
+def _map(fn: Callable[[Sequence[str]], Any], chunks: List[Sequence[str]],
+         pool: Executor | None) -> List[Any]:
+    return list(pool.map(fn, chunks) if pool is not None else map(fn, chunks))
+
+
+def _default_workers() -> int:
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return min(8, cpus)
 
 
 def _cache_hit(path: str, num_files: int) -> bool:
+    """Whether ``path`` records a successful check of ``num_files`` files. An absent entry is a
+    miss; a corrupt one is a miss with a warning (the frames are checked again, the entry
+    rewritten)."""
     try:
         with open(path) as fh:
             record = json.load(fh)
-        return record.get("num_files") == num_files and record.get("version") == _CHECK_VERSION
-    except (OSError, ValueError, AttributeError):
-        return False  # absent, unreadable or corrupt: check again (and rewrite it)
+        if record["num_files"] == num_files and record["version"] == _CHECK_VERSION:
+            return True
+        problem = f"it records {record['num_files']} files, not {num_files}"
+    except FileNotFoundError:
+        return False
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        problem = f"{type(err).__name__}: {err}"
+    warnings.warn(f"frame-check cache entry {path} is corrupt ({problem}); checking the frames "
+                  "again and rewriting it", stacklevel=3)
+    return False
 
 
 def _write_cache(path: str, record: dict) -> None:
@@ -289,35 +302,42 @@ def check_frames(
         ...
         tfclip_torchreid.data.validation.FrameCheckError: 1 of 1 frame files are bad (1 missing)...
     """
-    unique = list(dict.fromkeys(os.fspath(p) for p in paths))
-    if not unique:
-        return
     t0 = time.perf_counter()
-    if workers is None:
-        workers = min(8, os.cpu_count() or 1)
+    given = list(dict.fromkeys(os.fspath(p) for p in paths))
+    if not given:
+        return
+    unique = sorted(given)  # the cache key does not depend on the order
+    workers = _default_workers() if workers is None else workers
     cache_dir = default_cache_dir() if cache_dir is None else cache_dir
     pool = _executor(workers) if workers > 1 and len(unique) >= _SERIAL_BELOW else None
     try:
-        stats = _map(_stat_chunk, unique, pool)
-        problems = [(p, s) for p, s in zip(unique, stats) if isinstance(s, str)]
+        chunks = _chunks(unique)
+        stats = _map(_stat_chunk, chunks, pool)
+        problems = [(chunk[i], reason) for chunk, (_, bad) in zip(chunks, stats)
+                    for i, reason in bad]
         cache_file = None
         if not problems and cache_dir:
-            key = _cache_key(unique, stats)
-            cache_file = osp.join(cache_dir, key[:40] + ".json")
+            h = hashlib.sha256(f"tfclip frame check v{_CHECK_VERSION} {_CHUNK}\n".encode())
+            for digest, _ in stats:
+                h.update(digest)
+            cache_file = osp.join(cache_dir, h.hexdigest()[:40] + ".json")
             if _cache_hit(cache_file, len(unique)):
                 if verbose:
                     print(f"=> {len(unique)} frame files already checked (unchanged since; cache "
                           f"{cache_file}), {time.perf_counter() - t0:.1f} s")
                 return
-        todo = [p for p, s in zip(unique, stats) if not isinstance(s, str)]
-        reasons = _map(_check_chunk, todo, pool)
+        skip = {p for p, _ in problems}
+        todo = [p for p in unique if p not in skip] if skip else unique
+        chunks = _chunks(todo)
+        reasons = _map(_check_chunk, chunks, pool)
     finally:
         if pool is not None:
             pool.shutdown()
-    problems += [(p, r) for p, r in zip(todo, reasons) if r is not None]
+    problems += [(p, r) for chunk, part in zip(chunks, reasons)
+                 for p, r in zip(chunk, part) if r is not None]
     seconds = time.perf_counter() - t0
     if problems:
-        order = {p: i for i, p in enumerate(unique)}
+        order = {p: i for i, p in enumerate(given)}
         problems.sort(key=lambda item: order[item[0]])
         raise _frame_error(problems, len(unique), max_listed)
     if cache_file is not None:
