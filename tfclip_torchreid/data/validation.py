@@ -85,6 +85,7 @@ _TAIL_BYTES = 64
 _JPEG_EOI = b"\xff\xd9"
 _PNG_IEND = b"IEND\xaeB`\x82"  # chunk type + CRC of the empty IEND chunk
 _PADDING = b"\x00\r\n "  # bytes some writers append after the end marker
+_FORMAT_BY_EXT = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG"}
 _SERIAL_BELOW = 4096  # fewer files: check in this process (a pool costs more than it saves)
 _CHUNK = 1024
 
@@ -117,6 +118,20 @@ def _strip_padding(tail: bytes) -> bytes:
     return tail.rstrip(_PADDING)
 
 
+def _identify(source, hint: str | None) -> Tuple[str, Tuple[int, int]]:
+    """PIL's format and size from the header. The extension's format is tried first: once all
+    plugins are registered, ``Image.open`` otherwise probes dozens of formats (2-3x slower)."""
+    if hint is not None:
+        try:
+            with Image.open(source, formats=[hint]) as im:
+                return im.format, im.size
+        except UnidentifiedImageError:  # misnamed file: let PIL say what it is
+            if not isinstance(source, str):
+                source.seek(0)
+    with Image.open(source) as im:
+        return im.format, im.size
+
+
 def frame_problem(path: str) -> str | None:
     """What is wrong with one frame file, or None if it looks complete.
 
@@ -143,15 +158,14 @@ def frame_problem(path: str) -> str | None:
         return "missing"
     except OSError as err:
         return f"unreadable ({err.strerror or err})"
+    hint = _FORMAT_BY_EXT.get(osp.splitext(path)[1].lower())
     try:
         try:
-            with Image.open(io.BytesIO(head)) as im:
-                fmt, size = im.format, im.size
+            fmt, size = _identify(io.BytesIO(head), hint)
         except (OSError, SyntaxError, ValueError, EOFError):
             if len(head) < _HEAD_BYTES:
                 raise
-            with Image.open(path) as im:  # header longer than 64 KiB (e.g. large EXIF)
-                fmt, size = im.format, im.size
+            fmt, size = _identify(path, hint)  # header longer than 64 KiB (e.g. large EXIF)
     except UnidentifiedImageError:
         return "not an image (PIL cannot identify the header)"
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as err:
