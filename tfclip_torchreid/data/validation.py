@@ -43,6 +43,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
 import io
@@ -58,7 +59,7 @@ import tempfile
 import time
 import warnings
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Sequence, Tuple
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -215,6 +216,11 @@ def _executor(workers: int) -> Executor:
     return ThreadPoolExecutor(workers)
 
 
+@contextlib.contextmanager
+def _no_pool() -> Iterator[None]:
+    yield None
+
+
 def _chunks(paths: Sequence[str]) -> List[Sequence[str]]:
     return [paths[i:i + _CHUNK] for i in range(0, len(paths), _CHUNK)]
 
@@ -300,8 +306,9 @@ def check_frames(
     Args:
         paths: frame paths (duplicates are checked once), e.g. :func:`frame_paths`.
         cache_dir: cache folder; ``""`` disables the cache.
-        workers: parallel workers (forked processes on Linux, threads elsewhere); default
-            ``min(8, cpu count)``; ``0`` or ``1`` checks in this process. Lists shorter than
+        workers: parallel workers: threads for the ``stat`` pass (all a cache hit needs), then
+            forked processes on Linux (threads elsewhere) to read the files; default
+            ``min(8, usable CPUs)``; ``0`` or ``1`` checks in this process. Lists shorter than
             4096 files are always checked in this process.
         max_listed: bad files named in the error message.
         verbose: print one line with the count and time.
@@ -323,30 +330,28 @@ def check_frames(
     unique = sorted(given)  # the cache key does not depend on the order
     workers = _default_workers() if workers is None else workers
     cache_dir = default_cache_dir() if cache_dir is None else cache_dir
-    pool = _executor(workers) if workers > 1 and len(unique) >= _SERIAL_BELOW else None
-    try:
-        chunks = _chunks(unique)
+    parallel = workers > 1 and len(unique) >= _SERIAL_BELOW
+    chunks = _chunks(unique)
+    # stat: threads (the syscalls release the GIL; they overlap on network file systems)
+    with ThreadPoolExecutor(workers) if parallel else _no_pool() as pool:
         stats = _map(_stat_chunk, chunks, pool)
-        problems = [(chunk[i], reason) for chunk, (_, bad) in zip(chunks, stats)
-                    for i, reason in bad]
-        cache_file = None
-        if not problems and cache_dir:
-            h = hashlib.sha256(f"tfclip frame check v{_CHECK_VERSION} {_CHUNK}\n".encode())
-            for digest, _ in stats:
-                h.update(digest)
-            cache_file = osp.join(cache_dir, h.hexdigest()[:40] + ".json")
-            if _cache_hit(cache_file, len(unique)):
-                if verbose:
-                    print(f"=> {len(unique)} frame files already checked (unchanged since; cache "
-                          f"{cache_file}), {time.perf_counter() - t0:.1f} s")
-                return
-        skip = {p for p, _ in problems}
-        todo = [p for p in unique if p not in skip] if skip else unique
-        chunks = _chunks(todo)
+    problems = [(chunk[i], reason) for chunk, (_, bad) in zip(chunks, stats) for i, reason in bad]
+    cache_file = None
+    if not problems and cache_dir:
+        h = hashlib.sha256(f"tfclip frame check v{_CHECK_VERSION} {_CHUNK}\n".encode())
+        for digest, _ in stats:
+            h.update(digest)
+        cache_file = osp.join(cache_dir, h.hexdigest()[:40] + ".json")
+        if _cache_hit(cache_file, len(unique)):
+            if verbose:
+                print(f"=> {len(unique)} frame files already checked (unchanged since; cache "
+                      f"{cache_file}), {time.perf_counter() - t0:.1f} s")
+            return
+    skip = {p for p, _ in problems}
+    chunks = _chunks([p for p in unique if p not in skip] if skip else unique)
+    # contents: processes where possible (PIL's header parsing holds the GIL)
+    with _executor(workers) if parallel else _no_pool() as pool:
         reasons = _map(_check_chunk, chunks, pool)
-    finally:
-        if pool is not None:
-            pool.shutdown()
     problems += [(p, r) for chunk, part in zip(chunks, reasons)
                  for p, r in zip(chunk, part) if r is not None]
     seconds = time.perf_counter() - t0
