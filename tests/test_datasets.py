@@ -3,9 +3,11 @@ registration and split helpers."""
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import os.path as osp
+import shutil
 import warnings
 
 import h5py
@@ -299,7 +301,7 @@ def test_incomplete_dataset_names_missing_path(tmp_path):
     os.remove(tmp_path / "mars" / "info" / "query_IDX.mat")
     with pytest.raises(FileNotFoundError, match="missing .*query_IDX.mat"):
         check_dataset_layout("mars", str(tmp_path))
-    check_dataset_layout("market1501", str(tmp_path))  # unknown names: no-op
+    check_dataset_layout("my_own_dataset", str(tmp_path))  # unknown names: no-op
 
 
 def test_registration_and_num_splits(tmp_path):
@@ -319,3 +321,90 @@ def test_registration_and_num_splits(tmp_path):
     assert dsets.num_splits("prid2011", str(tmp_path)) == 4
     with pytest.raises(FileNotFoundError, match="iLIDS-VID not found"):
         dsets.num_splits("ilidsvid", str(tmp_path))
+
+
+# ---------------------------------------------------------------------------------------------
+# image ReID: torchreid's own Market1501 on the generated tree; image layouts
+# ---------------------------------------------------------------------------------------------
+def test_market1501_generated_tree_with_torchreid_loader(tmp_path):
+    # default identity counts (small images): the gallery is big enough for torchreid's ranker
+    d = make_synthetic_dataset("market1501", str(tmp_path), seed=0, verbose=False, height=32,
+                               width=16)
+    exp = synthetic_info(d)["expected"]
+    before = _snapshot(str(tmp_path))
+    init_image = compat.tr_module("data.datasets").init_image_dataset
+    ds = init_image("market1501", root=str(tmp_path), transform=_identity, mode="train",
+                    verbose=False)
+    assert _snapshot(str(tmp_path)) == before
+    assert ds.data_dir == osp.join(d, "Market-1501-v15.09.15")  # no deprecated-layout fallback
+
+    def stats(items):
+        return {"images": len(items), "ids": len({t[1] for t in items}),
+                "cams": len({t[2] for t in items})}
+
+    assert stats(ds.train) == exp["train"] and exp["train"]["ids"] == 16
+    assert stats(ds.query) == exp["query"] and exp["query"]["ids"] == 16
+    assert stats(ds.gallery) == exp["gallery"]
+    assert ds.num_train_pids == 16 and ds.num_train_cams == 6
+    assert sorted({t[1] for t in ds.train}) == list(range(16))
+    g_pids = [t[1] for t in ds.gallery]
+    assert g_pids.count(0) == exp["distractor_images"] == 20 and -1 not in g_pids
+    assert len(glob.glob(osp.join(ds.gallery_dir, "-1_c*.jpg"))) == exp["junk_images"] == 6
+    # one query per (identity, camera), each with a cross-camera gallery match; some queries
+    # also have same-identity same-camera gallery images (removed by the evaluation)
+    q_keys = [(t[1], t[2]) for t in ds.query]
+    assert len(q_keys) == len(set(q_keys))
+    same_cam = 0
+    for pid, cam in q_keys:
+        assert any(g[1] == pid and g[2] != cam for g in ds.gallery)
+        same_cam += any(g[1] == pid and g[2] == cam for g in ds.gallery)
+    assert same_cam >= 1
+    assert compat.read_image(ds.query[0][0]).size == (16, 32)
+
+    # torchreid's Python ranker runs on it (it fails on galleries of <= 50 + k images)
+    rng = np.random.default_rng(0)
+    q_pids = np.array([t[1] for t in ds.query])
+    g_pids = np.array(g_pids)
+    cmc, mAP = compat.evaluate_rank_torchreid(
+        rng.random((len(ds.query), len(ds.gallery))), q_pids, g_pids,
+        np.array([t[2] for t in ds.query]), np.array([t[2] for t in ds.gallery]),
+        use_cython=False)
+    assert len(cmc) == 50 and 0.0 < mAP <= 1.0
+
+    # and torchreid's ImageDataManager trains on it
+    dm = compat.data.ImageDataManager(root=str(tmp_path), sources="market1501", height=32,
+                                      width=16, batch_size_train=8, workers=0, use_gpu=False,
+                                      transforms=None)
+    assert dm.num_train_pids == 16 and dm.num_train_cams == 6
+    batch = next(iter(dm.train_loader))
+    assert tuple(batch["img"].shape) == (8, 3, 32, 16)
+
+
+@pytest.mark.parametrize("name,needle", [
+    ("market1501", "Market-1501-v15.09.15/"),
+    ("msmt17", "list_gallery.txt"),
+    ("dukemtmcreid", "DukeMTMC-reID/"),
+])
+def test_missing_image_dataset_shows_expected_layout(tmp_path, name, needle):
+    with pytest.raises(FileNotFoundError) as err:
+        check_dataset_layout(name, str(tmp_path))
+    msg = str(err.value)
+    assert str(tmp_path) in msg and "Expected layout" in msg and needle in msg
+    assert "└──" in msg and "Get the data:" in msg
+    assert ("make_synthetic_dataset.py --format market1501" in msg) == (name == "market1501")
+    assert os.listdir(tmp_path) == []
+
+
+def test_market1501_layout_variants(tmp_path):
+    d = make_synthetic_dataset("market1501", str(tmp_path), verbose=False, height=32, width=16,
+                               num_train_ids=2, num_test_ids=2, num_cams=2, num_distractors=1,
+                               num_junk=1, min_len=1, max_len=2)
+    check_dataset_layout("market1501", str(tmp_path))
+    shutil.rmtree(osp.join(d, "Market-1501-v15.09.15", "query"))
+    with pytest.raises(FileNotFoundError, match="missing .*Market-1501-v15.09.15/query/"):
+        check_dataset_layout("market1501", str(tmp_path))
+    # the older layout without the versioned folder, which torchreid still reads
+    old = tmp_path / "old" / "market1501"
+    for sub in ("bounding_box_train", "query", "bounding_box_test"):
+        (old / sub).mkdir(parents=True)
+    check_dataset_layout("market1501", str(tmp_path / "old"))

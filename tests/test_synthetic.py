@@ -160,3 +160,91 @@ def test_cli(tmp_path, capsys):
     assert (tmp_path / "lsvid" / "info" / "data" / "info_test.mat").is_file()
     assert cli.main(["--format", "mars", "--root", str(tmp_path), "--num-ids", "3"]) == 2
     assert "unknown option" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------
+# Market-1501 (image ReID)
+# ---------------------------------------------------------------------------------------------
+TINY_MARKET = dict(height=32, width=16, num_train_ids=3, num_test_ids=3, num_cams=4,
+                   num_distractors=2, num_junk=2, min_len=2, max_len=3)
+
+
+def test_market1501_deterministic_and_idempotent(tmp_path, capsys):
+    a = make_synthetic_dataset("market1501", str(tmp_path / "a"), seed=3, verbose=False,
+                               **TINY_MARKET)
+    b = make_synthetic_dataset("market1501", str(tmp_path / "b"), seed=3, verbose=False,
+                               **TINY_MARKET)
+    c = make_synthetic_dataset("market1501", str(tmp_path / "c"), seed=4, verbose=False,
+                               **TINY_MARKET)
+    assert a == str(tmp_path / "a" / "market1501")
+    fa = _files(a)
+    assert fa == _files(b)
+    _, mismatch, errors = filecmp.cmpfiles(a, b, fa, shallow=False)
+    assert not mismatch and not errors
+    assert fa != _files(c)
+    imgs = [f for f in fa if f.endswith(".jpg")]
+    assert len(imgs) == synthetic_info(a)["num_images"]
+    assert all(f.startswith("Market-1501-v15.09.15/") for f in imgs)
+    # complete -> untouched; an image deleted -> regenerated; foreign folders refused
+    stamp = {f: os.stat(osp.join(a, f)).st_mtime_ns for f in fa}
+    capsys.readouterr()
+    make_synthetic_dataset("market1501", str(tmp_path / "a"), seed=3, **TINY_MARKET)
+    assert "already complete" in capsys.readouterr().out
+    assert stamp == {f: os.stat(osp.join(a, f)).st_mtime_ns for f in fa}
+    os.remove(osp.join(a, imgs[0]))
+    make_synthetic_dataset("market1501", str(tmp_path / "a"), seed=3, verbose=False,
+                           **TINY_MARKET)
+    assert osp.isfile(osp.join(a, imgs[0]))
+    (tmp_path / "real" / "market1501").mkdir(parents=True)
+    (tmp_path / "real" / "market1501" / "x.txt").write_text("user data")
+    with pytest.raises(FileExistsError, match="not written by the synthetic generator"):
+        make_synthetic_dataset("market1501", str(tmp_path / "real"), overwrite=True)
+
+
+def test_market1501_names_and_defaults(tmp_path):
+    """Names follow torchreid's '<pid>_c<camera>' pattern; the default gallery exceeds 50 + k."""
+    import re
+
+    params = synthetic._resolve_params("market1501", {})
+    rng = np.random.default_rng([0, 3, synthetic.FORMATS.index("market1501")])
+    tracks = synthetic._plan_market1501(rng, params)
+    synthetic._write_market1501(str(tmp_path), tracks)  # assigns the paths (renders nothing)
+    pattern = re.compile(r"([-\d]+)_c(\d)")
+    names = [p for t in tracks for p in t.paths]
+    assert len(set(names)) == len(names) == sum(t.num_frames for t in tracks)
+    for t in tracks:
+        for p in t.paths:
+            assert tuple(map(int, pattern.search(osp.basename(p)).groups())) == (t.pid, t.cam)
+            folder = p.split("/")[1]
+            assert folder == ("bounding_box_train" if t.split == "train" else
+                              "query" if t.query and p == t.paths[0] else "bounding_box_test")
+    train = [t for t in tracks if t.split == "train"]
+    test = [t for t in tracks if t.split == "test"]
+    for pid in {t.pid for t in tracks if t.pid > 0}:
+        assert len({t.cam for t in tracks if t.pid == pid}) >= 2  # every identity: >= 2 cameras
+    assert not {t.pid for t in train} & {t.pid for t in test}
+    assert {t.pid for t in test} >= {0, -1}
+    gallery = sum(t.num_frames - int(t.query) for t in test if t.pid != -1)
+    worst = max(sum(g.num_frames - int(g.query) for g in test if (g.pid, g.cam) == (q.pid, q.cam))
+                for q in test if q.query)
+    assert worst >= 1 and gallery >= 50 + worst
+    with pytest.raises(ValueError, match="num_cams must be in 2..6"):
+        make_synthetic_dataset("market1501", str(tmp_path / "x"), num_cams=7)
+    with pytest.raises(ValueError, match="at most 750"):
+        make_synthetic_dataset("market1501", str(tmp_path / "x"), num_train_ids=800)
+
+
+def test_cli_market1501(tmp_path, capsys):
+    path = osp.join(osp.dirname(__file__), "..", "tools", "make_synthetic_dataset.py")
+    spec = importlib.util.spec_from_file_location("make_synthetic_dataset", path)
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    rc = cli.main(["--format", "market1501", "--root", str(tmp_path), "--height", "32",
+                   "--width", "16", "--num-train-ids", "2", "--num-test-ids", "2",
+                   "--num-cams", "3", "--num-distractors", "1", "--num-junk", "1",
+                   "--min-len", "1", "--max-len", "2"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "synthetic market1501 dataset" in out and "# images" in out
+    info = json.load(open(tmp_path / "market1501" / MARKER))
+    assert info["format"] == "market1501" and info["params"]["num_cams"] == 3

@@ -1,7 +1,7 @@
-"""Write a small procedurally generated video-ReID dataset in the real on-disk layout of a benchmark.
+"""Write a small procedurally generated ReID dataset in the real on-disk layout of a benchmark.
 
-The result is read by torchreid's own ``Mars`` / ``iLIDSVID`` loaders and by this package's
-``LSVID`` loader, e.g. for a smoke run of the whole pipeline without the real data
+The result is read by torchreid's own ``Mars`` / ``iLIDSVID`` / ``Market1501`` loaders and by this
+package's ``LSVID`` loader, e.g. for a smoke run of the whole pipeline without the real data
 (see ``tfclip_torchreid/data/synthetic.py`` for what the images and identities look like).
 
 Example:
@@ -9,6 +9,7 @@ Example:
     python tools/make_synthetic_dataset.py --format ilidsvid --root reid-data --num-ids 40
     python tools/make_synthetic_dataset.py --format lsvid --root reid-data --layout info \\
         --height 256 --width 128
+    python tools/make_synthetic_dataset.py --format market1501 --root reid-data
 """
 
 from __future__ import annotations
@@ -33,18 +34,23 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("sizes (unset = the format's default)")
     g.add_argument("--height", type=int, help="image height (default 128)")
     g.add_argument("--width", type=int, help="image width (default 64)")
-    g.add_argument("--min-len", type=int, help="shortest tracklet (frames)")
-    g.add_argument("--max-len", type=int, help="longest tracklet (frames)")
+    g.add_argument("--min-len", type=int,
+                   help="shortest tracklet (frames); market1501: fewest images per id and camera")
+    g.add_argument("--max-len", type=int,
+                   help="longest tracklet (frames); market1501: most images per id and camera")
     g.add_argument("--train-min-len", type=int, help="mars/lsvid: shortest training tracklet")
     g.add_argument("--train-max-len", type=int, help="mars/lsvid: longest training tracklet")
     g.add_argument("--num-ids", type=int, help="ilidsvid: identities (even; half train, half test)")
     g.add_argument("--num-splits", type=int, help="ilidsvid: train/test splits")
-    g.add_argument("--num-train-ids", type=int, help="mars/lsvid: training identities")
-    g.add_argument("--num-test-ids", type=int, help="mars/lsvid: test identities (with queries)")
+    g.add_argument("--num-train-ids", type=int, help="mars/lsvid/market1501: training identities")
+    g.add_argument("--num-test-ids", type=int,
+                   help="mars/lsvid/market1501: test identities (with queries)")
     g.add_argument("--num-gallery-ids", type=int, help="lsvid: gallery-only identities")
-    g.add_argument("--num-cams", type=int, help="mars (<= 6) / lsvid: cameras")
-    g.add_argument("--num-distractors", type=int, help="mars: distractor tracklets (pid 0)")
-    g.add_argument("--num-junk", type=int, help="mars/lsvid: junk tracklets (pid -1)")
+    g.add_argument("--num-cams", type=int, help="mars/market1501 (<= 6) / lsvid: cameras")
+    g.add_argument("--num-distractors", type=int,
+                   help="mars: distractor tracklets / market1501: images (pid 0)")
+    g.add_argument("--num-junk", type=int,
+                   help="mars/lsvid: junk tracklets / market1501: images (pid -1)")
     g.add_argument("--layout", choices=("flat", "info"),
                    help="lsvid: public archive layout (flat) or the authors' info/ layout")
     return p

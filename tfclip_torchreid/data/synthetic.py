@@ -1,7 +1,9 @@
-"""Procedurally generated video-ReID datasets in the real on-disk layouts of MARS, iLIDS-VID and LS-VID.
+"""Procedurally generated ReID datasets in the real on-disk layouts of MARS, iLIDS-VID, LS-VID
+(video) and Market-1501 (image).
 
-The generated folders are read by the *unmodified* loaders: torchreid's ``Mars`` and ``iLIDSVID``
-(through ``torchreid.data.VideoDataManager`` or ``compat.init_video_dataset``) and this package's
+The generated folders are read by the *unmodified* loaders: torchreid's ``Mars``, ``iLIDSVID``
+(through ``torchreid.data.VideoDataManager`` or ``compat.init_video_dataset``) and ``Market1501``
+(``ImageDataManager`` / ``init_image_dataset``), and this package's
 :class:`~tfclip_torchreid.data.datasets.lsvid.LSVID`. They are meant for tests, demos and smoke
 runs of the whole pipeline without the real data (TFCLIP_SPEC.md section 9 describes the formats).
 
@@ -32,6 +34,14 @@ Identity structure (defaults; all sizes are keyword arguments of :func:`make_syn
   (``list_sequence/`` + ``test/data/``) or the authors' ``info/`` layout. Training tracklets are
   24-100 frames, so the authors' 48-frame chunking both cuts and drops some, while every identity
   keeps at least one tracklet of >= 48 frames; gallery-only identities and junk rows are added.
+* ``market1501``: ``Market-1501-v15.09.15/{bounding_box_train,query,bounding_box_test}/`` with
+  torchreid's names ``PPPP_cCsS_FFFFFF_NN.jpg``. Each (identity, camera) sequence is a short
+  rendered walk of ``min_len..max_len`` images (one frame per image); every identity is seen by
+  >= 2 cameras; train and test identities are disjoint; a test identity has one query image per
+  camera for all but one of its cameras (the rest of that camera's sequence stays in the gallery,
+  as in Market-1501, so the same-identity-same-camera removal matters); the gallery adds
+  distractors (``0000_*``, pid 0, kept) and junk (``-1_*``, dropped by torchreid). The default
+  gallery is larger than 50 + k images.
 
 Generation is deterministic given ``seed`` (same bytes), and idempotent: a complete dataset that
 this module wrote (marker file ``SYNTHETIC.json``) is left alone unless ``overwrite=True``. A folder
@@ -67,9 +77,12 @@ __all__ = [
     "render_tracklet",
 ]
 
-FORMATS: Tuple[str, ...] = ("mars", "ilidsvid", "lsvid")
+FORMATS: Tuple[str, ...] = ("mars", "ilidsvid", "lsvid", "market1501")
 #: dataset folder under ``root`` for each format (the names torchreid / LSVID look for)
-DATASET_DIRS: Dict[str, str] = {"mars": "mars", "ilidsvid": "ilids-vid", "lsvid": "lsvid"}
+DATASET_DIRS: Dict[str, str] = {"mars": "mars", "ilidsvid": "ilids-vid", "lsvid": "lsvid",
+                                "market1501": "market1501"}
+#: Market-1501's versioned folder inside ``<root>/market1501``
+MARKET_SUBDIR = "Market-1501-v15.09.15"
 #: marker file written last into a complete synthetic dataset
 MARKER = "SYNTHETIC.json"
 _VERSION = 1
@@ -84,6 +97,11 @@ _DEFAULTS: Dict[str, Dict[str, Any]] = {
     "lsvid": dict(
         num_train_ids=16, num_test_ids=16, num_gallery_ids=12, num_cams=8, num_junk=3,
         min_len=4, max_len=24, train_min_len=24, train_max_len=100, layout="flat",
+    ),
+    # min_len..max_len = images per (identity, camera) sequence
+    "market1501": dict(
+        num_train_ids=16, num_test_ids=16, num_cams=6, num_distractors=20, num_junk=6,
+        min_len=2, max_len=6,
     ),
 }
 _COMMON_DEFAULTS: Dict[str, Any] = dict(height=128, width=64)
@@ -535,6 +553,36 @@ def _plan_ilidsvid(rng: np.random.Generator, p: Dict[str, Any]) -> Tuple[List[_T
     return tracks, numbers
 
 
+def _plan_market1501(rng: np.random.Generator, p: Dict[str, Any]) -> List[_Track]:
+    """Market-1501: like MARS, with a track = one (identity, camera) walk of separate images."""
+    C = p["num_cams"]
+    if not 2 <= C <= 6:
+        raise ValueError(f"market1501: num_cams must be in 2..6 (torchreid asserts camera 1..6), "
+                         f"got {C}")
+    n_ids = max(p["num_train_ids"], p["num_test_ids"])
+    if 2 * n_ids > 1500:
+        raise ValueError(f"market1501: at most 750 train and 750 test identities (torchreid "
+                         f"asserts pid <= 1501), got {n_ids}")
+    lo, hi = p["min_len"], p["max_len"]
+    tracks: List[_Track] = []
+    for i in range(p["num_train_ids"]):
+        pid = 2 * i + 1
+        k = int(rng.integers(2, min(4, C) + 1))
+        for cam in sorted(int(c) + 1 for c in rng.permutation(C)[:k]):
+            tracks.append(_Track("train", pid, cam, _lengths(rng, lo, hi), pid))
+    _cover_all_cams(rng, tracks, C, lo, hi)
+    for i in range(p["num_test_ids"]):
+        pid = 2 * i + 2
+        tracks += _test_identity(rng, pid, C, lo, hi, max_queries=C,
+                                 second_same_cam=(i == 0 or rng.random() < 0.3))
+    key = 100_000
+    for pid, count in ((0, p["num_distractors"]), (-1, p["num_junk"])):
+        for _ in range(count):
+            tracks.append(_Track("test", pid, int(rng.integers(1, C + 1)), 1, key))
+            key += 1
+    return tracks
+
+
 # ----------------------------------------------------------------------------------------------
 # writers
 # ----------------------------------------------------------------------------------------------
@@ -687,6 +735,42 @@ def _write_ilidsvid(ddir: str, tracks: List[_Track], numbers: List[int], num_spl
     }
 
 
+def _image_counts(items: Sequence[Tuple[int, int]]) -> Dict[str, int]:
+    """Counts of (pid, cam) per image, as torchreid's image-dataset summary shows them."""
+    return {"images": len(items), "ids": len({p for p, _ in items}),
+            "cams": len({c for _, c in items})}
+
+
+def _write_market1501(ddir: str, tracks: List[_Track]) -> Dict[str, Any]:
+    """Market-1501 names ``PPPP_cCsS_FFFFFF_NN.jpg`` (junk ``-1_c...``); a query track's first
+    image goes to ``query/``, the rest of the sequence to the gallery."""
+    _assign_tids(tracks, per="cam")
+    base = MARKET_SUBDIR
+    for sub in ("bounding_box_train", "query", "bounding_box_test"):
+        os.makedirs(osp.join(ddir, base, sub))
+    frame_no: Dict[int, int] = {}  # running frame number per camera: names stay unique
+    split_items: Dict[str, List[Tuple[int, int]]] = {"train": [], "query": [], "gallery": []}
+    for t in tracks:
+        seq = min(t.tid, 6)
+        pid_txt = "-1" if t.pid < 0 else f"{t.pid:04d}"
+        for j in range(t.num_frames):
+            frame_no[t.cam] = frame_no.get(t.cam, 0) + 1
+            name = f"{pid_txt}_c{t.cam}s{seq}_{25 * frame_no[t.cam]:06d}_{1 + j % 8:02d}.jpg"
+            if t.split == "train":
+                sub, split = "bounding_box_train", "train"
+            elif t.query and j == 0:
+                sub, split = "query", "query"
+            else:
+                sub, split = "bounding_box_test", "gallery"
+            t.paths.append(f"{base}/{sub}/{name}")
+            if t.pid != -1:
+                split_items[split].append((t.pid, t.cam))
+    expected: Dict[str, Any] = {k: _image_counts(v) for k, v in split_items.items()}
+    expected["junk_images"] = sum(t.num_frames for t in tracks if t.pid == -1)
+    expected["distractor_images"] = sum(t.num_frames for t in tracks if t.pid == 0)
+    return expected
+
+
 # ----------------------------------------------------------------------------------------------
 # public API
 # ----------------------------------------------------------------------------------------------
@@ -701,7 +785,7 @@ def _resolve_params(fmt: str, sizes: Dict[str, Any]) -> Dict[str, Any]:
     params.update({k: v for k, v in sizes.items() if v is not None})
     if params["height"] < 32 or params["width"] < 16:
         raise ValueError(f"image size must be at least 32x16, got {params['height']}x{params['width']}")
-    longest = {"mars": 999, "ilidsvid": 9999, "lsvid": 9999}[fmt]  # frame-number digits
+    longest = {"mars": 999, "ilidsvid": 9999, "lsvid": 9999, "market1501": 999}[fmt]
     pairs = [("min_len", "max_len"), ("train_min_len", "train_max_len")]
     for a, b in pairs:
         if a not in params:
@@ -748,10 +832,11 @@ def _print_summary(ddir: str, info: Dict[str, Any], seconds: float) -> None:
     p = info["params"]
     print(f"=> synthetic {info['format']} dataset at {ddir} (seed {info['seed']}, "
           f"{p['height']}x{p['width']}, {info['num_images']} images, {seconds:.1f} s)")
-    print("  subset   | # ids | # tracklets | # cameras")
+    unit = "images" if "images" in e["train"] else "tracklets"
+    print(f"  subset   | # ids | # {unit:9s} | # cameras")
     for sub in ("train", "query", "gallery"):
         c = e[sub]
-        print(f"  {sub:8s} | {c['ids']:5d} | {c['tracklets']:11d} | {c['cams']:9d}")
+        print(f"  {sub:8s} | {c['ids']:5d} | {c[unit]:11d} | {c['cams']:9d}")
     extra = {k: v for k, v in e.items() if k not in ("train", "query", "gallery")}
     if extra:
         print("  " + ", ".join(f"{k}={v}" for k, v in extra.items()))
@@ -788,11 +873,11 @@ def make_synthetic_dataset(
     verbose: bool = True,
     **sizes: Any,
 ) -> str:
-    """Write a synthetic video-ReID dataset in the on-disk layout of ``fmt`` under ``root``.
+    """Write a synthetic ReID dataset in the on-disk layout of ``fmt`` under ``root``.
 
     Args:
-        fmt: ``"mars"`` (``<root>/mars``), ``"ilidsvid"`` (``<root>/ilids-vid``) or ``"lsvid"``
-            (``<root>/lsvid``).
+        fmt: ``"mars"`` (``<root>/mars``), ``"ilidsvid"`` (``<root>/ilids-vid``), ``"lsvid"``
+            (``<root>/lsvid``) or ``"market1501"`` (``<root>/market1501``, images).
         root: the data root, as passed to torchreid's data managers.
         seed: generation seed; the same seed and sizes give identical files.
         overwrite: regenerate a complete synthetic dataset. A folder not written by this function
@@ -805,10 +890,13 @@ def make_synthetic_dataset(
             ``train_max_len``; ilidsvid: ``num_ids`` 20, ``num_splits`` 10; lsvid:
             ``num_train_ids`` 16, ``num_test_ids`` 16, ``num_gallery_ids`` 12, ``num_cams`` 8,
             ``num_junk`` 3, ``train_min_len`` 24, ``train_max_len`` 100, ``layout``
-            ``"flat"`` (public archive) or ``"info"`` (the authors' ``info/`` folder).
+            ``"flat"`` (public archive) or ``"info"`` (the authors' ``info/`` folder);
+            market1501: ``num_train_ids`` 16, ``num_test_ids`` 16, ``num_cams`` 6,
+            ``num_distractors`` 20, ``num_junk`` 6 (single images), ``min_len``/``max_len`` 2/6
+            (images per identity and camera).
 
     Returns:
-        The dataset directory (``<root>/<mars|ilids-vid|lsvid>``).
+        The dataset directory (``<root>/<mars|ilids-vid|lsvid|market1501>``).
 
     Example:
         >>> d = make_synthetic_dataset("ilidsvid", "/tmp/data", num_ids=8, height=64, width=32)
@@ -841,6 +929,8 @@ def make_synthetic_dataset(
         tracks = _plan_mars(plan_rng, params)
     elif fmt == "lsvid":
         tracks = _plan_lsvid(plan_rng, params)
+    elif fmt == "market1501":
+        tracks = _plan_market1501(plan_rng, params)
     else:
         tracks, numbers = _plan_ilidsvid(plan_rng, params)
 
@@ -853,6 +943,8 @@ def make_synthetic_dataset(
             expected = _write_mars(tmp, tracks)
         elif fmt == "lsvid":
             expected = _write_lsvid(tmp, tracks, params["layout"])
+        elif fmt == "market1501":
+            expected = _write_market1501(tmp, tracks)
         else:
             expected = _write_ilidsvid(tmp, tracks, numbers, params["num_splits"], plan_rng)
         num_images = _render_all(tmp, tracks, params["height"], params["width"], int(seed))

@@ -1,9 +1,11 @@
-"""Expected on-disk layouts of the video-ReID benchmarks, checked before any loader runs.
+"""Expected on-disk layouts of the ReID benchmarks, checked before any loader runs.
 
-torchreid's video datasets react badly to a missing folder: iLIDS-VID and DukeMTMC-VideoReID try to
-download (the PyPI package then dies on ``ModuleNotFoundError: six`` and leaves an empty folder
-behind, so the next run fails with a different message), and MARS/PRID2011 raise a vague
-``RuntimeError``. :func:`check_dataset_layout` raises a :class:`FileNotFoundError` instead that
+Video: MARS, iLIDS-VID, PRID2011, DukeMTMC-VideoReID, LS-VID; image: Market-1501, MSMT17,
+DukeMTMC-reID. torchreid's datasets react badly to a missing folder: iLIDS-VID, DukeMTMC-VideoReID,
+Market-1501 and DukeMTMC-reID try to download (the PyPI package then dies on
+``ModuleNotFoundError: six`` and leaves an empty folder behind, so the next run fails with a
+different message), MSMT17 stops on ``AssertionError: Dataset folder not found`` and MARS/PRID2011
+raise a vague ``RuntimeError``. :func:`check_dataset_layout` raises a :class:`FileNotFoundError` instead that
 names what is missing, draws the expected tree and says where the data comes from
 (TOOLKIT_NOTES.md 1.3 i, 1.4; TFCLIP_SPEC.md section 9).
 
@@ -153,6 +155,67 @@ LAYOUTS: Dict[str, Layout] = {
                "(Li et al., Global-Local Temporal Representations, ICCV 2019)",
         synthetic="lsvid",
     ),
+    "market1501": Layout(
+        title="Market-1501",
+        dirnames=("market1501",),
+        variants=(
+            ("Market-1501-v15.09.15/bounding_box_train/", "Market-1501-v15.09.15/query/",
+             "Market-1501-v15.09.15/bounding_box_test/"),
+            # the older layout without the versioned folder (torchreid reads it with a warning)
+            ("bounding_box_train/", "query/", "bounding_box_test/"),
+        ),
+        tree="""\
+<root>/
+└── market1501/
+    └── Market-1501-v15.09.15/      Market-1501-v15.09.15.zip extracted here
+        ├── bounding_box_train/     0002_c1s1_000451_03.jpg ... (<pid>_c<camera>s<seq>_<frame>_<box>)
+        ├── query/                  one image per (identity, camera)
+        └── bounding_box_test/      gallery; 0000_* = distractors, -1_* = junk (ignored)""",
+        source=(
+            "http://www.liangzheng.org/Project/project_reid.html (Market-1501-v15.09.15.zip; "
+            "see also https://kaiyangzhou.github.io/deep-person-reid/datasets.html)"
+        ),
+        synthetic="market1501",
+    ),
+    "msmt17": Layout(
+        title="MSMT17",
+        dirnames=("msmt17",),
+        variants=tuple(
+            (f"{v}/{tr}/", f"{v}/{te}/", f"{v}/list_train.txt", f"{v}/list_val.txt",
+             f"{v}/list_query.txt", f"{v}/list_gallery.txt")
+            for v, tr, te in (("MSMT17_V1", "train", "test"),
+                              ("MSMT17_V2", "mask_train_v2", "mask_test_v2"))
+        ),
+        tree="""\
+<root>/
+└── msmt17/
+    └── MSMT17_V1/                  (or MSMT17_V2/ with mask_train_v2/ and mask_test_v2/;
+        │                            torchreid takes V1 whenever that folder exists)
+        ├── train/0000/0000_000_01_0303morning_0015_0.jpg ...   3rd '_' field = camera 1..15
+        ├── test/...
+        ├── list_train.txt          one image per line: "<pid folder>/<name> <pid>"
+        ├── list_val.txt
+        ├── list_query.txt
+        └── list_gallery.txt""",
+        source="on request from PKU's VMC lab, http://www.pkuvmc.com/publications/msmt17.html",
+    ),
+    "dukemtmcreid": Layout(
+        title="DukeMTMC-reID",
+        dirnames=("dukemtmc-reid",),
+        variants=(("DukeMTMC-reID/bounding_box_train/", "DukeMTMC-reID/query/",
+                   "DukeMTMC-reID/bounding_box_test/"),),
+        tree="""\
+<root>/
+└── dukemtmc-reid/
+    └── DukeMTMC-reID/              DukeMTMC-reID.zip extracted here
+        ├── bounding_box_train/     0001_c2_f0046182.jpg ... (<pid>_c<camera 1..8>_f<frame>)
+        ├── query/
+        └── bounding_box_test/""",
+        source=(
+            "https://github.com/layumi/DukeMTMC-reID_evaluation (the original duke.edu download "
+            "is offline; the DukeMTMC data was withdrawn by its creators)"
+        ),
+    ),
 }
 
 #: registered names that share a layout with a base benchmark
@@ -183,7 +246,7 @@ def resolve_layout(name: str, root: str) -> Tuple[str, int] | None:
             the missing path, the expected tree and where to get the data.
 
     Example:
-        >>> resolve_layout("market1501", "/data") is None
+        >>> resolve_layout("my_own_dataset", "/data") is None
         True
     """
     key = ALIASES.get(name, name)
@@ -229,8 +292,9 @@ def resolve_layout(name: str, root: str) -> Tuple[str, int] | None:
 def check_dataset_layout(name: str, root: str) -> None:
     """Raise a FileNotFoundError showing the expected layout if dataset ``name`` is missing.
 
-    Known names: ``mars``, ``ilidsvid``, ``prid2011``, ``dukemtmcvidreid``, ``lsvid`` (and the
-    aliases in :data:`ALIASES`). Unknown names are not checked.
+    Known names: ``mars``, ``ilidsvid``, ``prid2011``, ``dukemtmcvidreid``, ``lsvid``,
+    ``market1501``, ``msmt17``, ``dukemtmcreid`` (and the aliases in :data:`ALIASES`). Unknown
+    names are not checked.
 
     Example:
         >>> check_dataset_layout("my_own_dataset", "/anywhere")  # no-op
