@@ -1,10 +1,13 @@
 """Shared test setup: offline, CPU, deterministic, small."""
 
 import os
+import tempfile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+# caches (identity banks, frame checks) of the test runs stay out of the user's home
+os.environ.setdefault("TFCLIP_CACHE", tempfile.mkdtemp(prefix="tfclip-test-cache-"))
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

@@ -6,8 +6,6 @@ import math
 import os
 import pickle
 import random
-import sys
-import types
 from collections import Counter
 
 import numpy as np
@@ -236,16 +234,20 @@ def test_datamanager_rrs_test_and_gallery_switch(mars_root):
 def test_datamanager_runs_layout_check_first(mars_root, monkeypatch):
     calls = []
 
-    def check_dataset_layout(name, root):
+    def precheck_dataset(name, root):
         calls.append((name, root))
         raise FileNotFoundError(f"expected tree for {name} under {root}")
 
-    fake = types.ModuleType("tfclip_torchreid.data.datasets.layouts")
-    fake.check_dataset_layout = check_dataset_layout
-    monkeypatch.setitem(sys.modules, fake.__name__, fake)
+    import tfclip_torchreid.data.datamanager as dm_module
+
+    monkeypatch.setattr(dm_module, "precheck_dataset", precheck_dataset)
     with pytest.raises(FileNotFoundError, match="expected tree for mars"):
         _dm("/nonexistent/root")
     assert calls == [("mars", "/nonexistent/root")]
+    # without the fake: the real check shows the expected layout before torchreid runs
+    monkeypatch.undo()
+    with pytest.raises(FileNotFoundError, match="Expected layout"):
+        _dm("/nonexistent/root")
 
 
 def test_datamanager_workers_and_distributed(mars_root):

@@ -58,9 +58,9 @@ def grad_norm(module: torch.nn.Module) -> float:
 
 
 def test_torchreid_build_model_by_name():
-    for name in ("tfclip_vitb16", "tfclip_vitb16_s12", "tfclip_tiny"):
+    for name in ("tfclip_vitb16", "tfclip_vitb16_s12", "tfclip_tiny", "tfclip_rn50",
+                 "clipreid_vitb16", "clipreid_vitb16_s12", "clipreid_rn50"):
         assert name in compat.model_factory()
-    assert "tfclip_rn50" not in compat.model_factory()
     model = compat.build_model("tfclip_tiny", num_classes=Y, loss="softmax", pretrained=False)
     assert isinstance(model, TFCLIP) and model.cfg.camera_num == 6
     model.memory.set(torch.randn(Y, model.embed_dim))
@@ -415,7 +415,7 @@ def test_clear_errors_for_bad_input():
     with pytest.raises(TypeError, match="unknown TF-CLIP option"):
         tiny(use_text_encoder=True)
     with pytest.raises(ValueError, match="unknown TF-CLIP arch"):
-        build_tfclip("tfclip_rn50", num_classes=Y)
+        build_tfclip("tfclip_vitl14", num_classes=Y)
 
 
 def test_clip_memory_set_and_identity_means():

@@ -50,6 +50,8 @@ def get_default_config() -> CN:
     cfg.data.erasing = "authors"  # authors | torchreid | none
     cfg.data.flip = True
     cfg.data.pad = 10  # image datasets: pad + random crop (CLIP-ReID's augmentation)
+    cfg.data.check_frames = True  # check every frame once before training (cached)
+    cfg.data.allow_unseen_test_cameras = False  # SIE: test cameras never seen in training
     cfg.data.gallery_includes_query = "auto"  # auto (MARS, LS-VID: yes) | yes | no
     cfg.data.save_dir = "log"
 

@@ -29,7 +29,7 @@ torchreid's ``build_optimizer`` is not reused: its ``staged_lr`` only scales who
 children by one factor, it cannot give biases their own lr and weight decay, and it keeps frozen
 parameters.
 
-:class:`WarmupMultiStepLR`, stepped **once per epoch**: at 0-based epoch k the lr factor is
+:class:`WarmupMultiStepLR` (a ``LambdaLR``), stepped **once per epoch**: at 0-based epoch k the lr factor is
 ``w(k) * gamma ** #{m in milestones : m <= k}`` with ``w(k) = warmup_factor * (1 - k/W) + k/W``
 for ``k < W = warmup_epochs`` (linear) and 1 afterwards. With base lr 5e-6, milestones (30, 50):
 epoch 1 runs at 5e-7, epoch 10 at 4.55e-6, epochs 11-30 at 5e-6, 31-50 at 5e-7, 51+ at 5e-8.
@@ -46,19 +46,21 @@ Example:
 from __future__ import annotations
 
 import bisect
+import math
 import warnings
 from collections import OrderedDict
 from typing import Any, Sequence
 
 import torch
 import torch.nn as nn
-from torch.optim.lr_scheduler import LRScheduler
+from torch.optim.lr_scheduler import LambdaLR
 
 __all__ = [
     "DEFAULT_FC_NAME_PATTERNS",
     "DEFAULT_TEMPORAL_NAME_PATTERNS",
     "build_tfclip_optimizer",
     "WarmupMultiStepLR",
+    "WarmupCosineLR",
 ]
 
 # The temporal head's classifier (x fc_lr_factor when large_fc_lr): TMD's (the authors' name,
@@ -157,13 +159,33 @@ def build_tfclip_optimizer(
     return torch.optim.Adam(list(groups.values()), lr=lr, betas=betas, eps=eps, fused=fused)
 
 
-class WarmupMultiStepLR(LRScheduler):
+class _ClosedFormLR(LambdaLR):
+    """A ``LambdaLR`` whose factor is the method :meth:`factor` of the 0-based epoch; loading a
+    state also sets the optimiser's lrs for the loaded epoch (so resuming is exact even when the
+    optimiser state is not restored). The state holds only numbers, lists and strings, so
+    ``torch.load(..., weights_only=True)`` reads it back."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, last_epoch: int = -1) -> None:
+        super().__init__(optimizer, lambda epoch: self.factor(epoch), last_epoch)
+
+    def factor(self, epoch: int) -> float:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        f = self.factor(self.last_epoch)
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
+            group["lr"] = base * f
+        self._last_lr = [g["lr"] for g in self.optimizer.param_groups]
+
+
+class WarmupMultiStepLR(_ClosedFormLR):
     """Linear (or constant) warm-up, then x ``gamma`` at each milestone; stepped once per epoch.
 
     Factor at 0-based epoch k (``last_epoch``): ``w(k) * gamma ** bisect_right(milestones, k)``,
     ``w(k) = warmup_factor * (1 - k / warmup_epochs) + k / warmup_epochs`` (``"linear"``) or
-    ``warmup_factor`` (``"constant"``) for ``k < warmup_epochs``, else 1. The state holds only
-    numbers, lists and strings, so ``torch.load(..., weights_only=True)`` reads it back.
+    ``warmup_factor`` (``"constant"``) for ``k < warmup_epochs``, else 1: the authors' (and
+    CLIP-ReID's stage-2) ``WarmupMultiStepLR``, as a torch ``LambdaLR``.
 
     Args:
         optimizer: the optimiser (each group's lr at construction is its base lr).
@@ -222,17 +244,48 @@ class WarmupMultiStepLR(LRScheduler):
                 warm = self.warmup_factor * (1.0 - alpha) + alpha
         return warm * self.gamma ** bisect.bisect_right(self.milestones, epoch)
 
-    def get_lr(self) -> list[float]:  # closed form: no dependence on the groups' current lr
-        f = self.factor(self.last_epoch)
-        return [base * f for base in self.base_lrs]
 
-    def _get_closed_form_lr(self) -> list[float]:
-        return self.get_lr()
+class WarmupCosineLR(_ClosedFormLR):
+    """CLIP-ReID's stage-1 schedule: linear warm-up from ``warmup_lr``, then cosine to ``min_lr``.
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Load the state and set the optimiser's lrs for the loaded epoch (so resuming is exact
-        even when the optimiser state is not restored)."""
-        super().load_state_dict(state_dict)
-        for group, value in zip(self.optimizer.param_groups, self.get_lr()):
-            group["lr"] = value
-        self._last_lr = [g["lr"] for g in self.optimizer.param_groups]
+    With ``e = last_epoch + 1`` (1-based epoch; the reference steps timm's ``CosineLRScheduler``
+    with the epoch number at the start of each epoch): ``lr(e) = warmup_lr + e (lr - warmup_lr) /
+    warmup_epochs`` for ``e < warmup_epochs``, else ``min_lr + (lr - min_lr)(1 + cos(pi e / E)) /
+    2`` (the cosine counts from epoch 0, not from the end of the warm-up), and ``min_lr`` from
+    ``e = E``. The base lr is each group's lr at construction.
+
+    Example:
+        >>> import torch
+        >>> opt = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=3.5e-4)
+        >>> sched = WarmupCosineLR(opt, max_epochs=120, warmup_epochs=5)
+        >>> lrs = []
+        >>> for _ in range(120):
+        ...     lrs.append(opt.param_groups[0]["lr"])
+        ...     opt.step()
+        ...     sched.step()
+        >>> round(lrs[0], 8), round(lrs[4], 8), round(lrs[119], 8)
+        (7.8e-05, 0.00034851, 1e-06)
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, max_epochs: int = 120,
+                 warmup_epochs: int = 5, warmup_lr: float = 1e-5, min_lr: float = 1e-6,
+                 last_epoch: int = -1) -> None:
+        if int(max_epochs) < 1 or int(warmup_epochs) < 0:
+            raise ValueError(f"need max_epochs >= 1 and warmup_epochs >= 0, got {max_epochs}, "
+                             f"{warmup_epochs}")
+        self.max_epochs, self.warmup_epochs = int(max_epochs), int(warmup_epochs)
+        self.warmup_lr, self.min_lr = float(warmup_lr), float(min_lr)
+        self.lr = float(optimizer.param_groups[0].get("initial_lr", optimizer.param_groups[0]["lr"]))
+        super().__init__(optimizer, last_epoch)
+
+    def factor(self, epoch: int) -> float:
+        """The lr multiplier (lr(e) / base lr) at 0-based epoch ``epoch``."""
+        e = epoch + 1
+        if e < self.warmup_epochs:
+            lr = self.warmup_lr + e * (self.lr - self.warmup_lr) / self.warmup_epochs
+        elif e >= self.max_epochs:
+            lr = self.min_lr
+        else:
+            lr = self.min_lr + 0.5 * (self.lr - self.min_lr) * (
+                1 + math.cos(math.pi * e / self.max_epochs))
+        return lr / self.lr

@@ -46,11 +46,12 @@ from .distributed import dist_rank_world, shard_indices
 from .samplers import build_train_sampler
 from .sampling import canonical_method
 from .transforms import build_image_transforms, build_sequence_transforms, erasing_mode, norm_stats
+from .validation import check_frames, check_tracklets, frame_paths, precheck_dataset
 
 __all__ = [
     "TFCLIPVideoDataManager", "TFCLIPImageDataManager", "build_datamanager", "parse_datasets",
     "dataset_kind", "build_train_loader", "build_test_loader", "build_memory_loader",
-    "GALLERY_INCLUDES_QUERY_DEFAULT", "check_layouts",
+    "GALLERY_INCLUDES_QUERY_DEFAULT",
 ]
 
 #: Datasets whose evaluation protocol puts the query set into the gallery by default.
@@ -59,14 +60,6 @@ _TRAIN_METHODS = ("rrs", "rrs_test", "evenly", "random")
 
 
 # ---------------------------------------------------------------------------------- parsing
-def check_layouts(names: Iterable[str], root: str) -> None:
-    """Raise a FileNotFoundError that shows the expected tree for a missing dataset."""
-    from .datasets.layouts import check_dataset_layout
-
-    for name in dict.fromkeys(names):
-        check_dataset_layout(name, root)
-
-
 def dataset_kind(names: Iterable[str]) -> str:
     """``"video"`` or ``"image"``: which torchreid registry knows every name in ``names``.
 
@@ -94,12 +87,14 @@ def parse_datasets(names: Iterable[str], root: str, kind: str = "video", split_i
                    combineall: bool = False, transform: Any = None) -> Dict[str, Any]:
     """One torchreid dataset object per name (``.train``, ``.query``, ``.gallery``), parsed once.
 
-    The layout of each known benchmark is checked first (a missing dataset shows the expected
-    tree instead of torchreid's download attempt). ``transform`` is stored by torchreid's dataset
-    (its video class insists on one); the loaders here use their own datasets.
+    Each known benchmark is checked first (:func:`~.validation.precheck_dataset`): a missing
+    dataset shows the expected tree instead of torchreid's download attempt, and files torchreid's
+    parser would stop on with a bare ``AssertionError`` are named. ``transform`` is stored by
+    torchreid's dataset (its video class insists on one); the loaders here use their own datasets.
     """
     names = list(dict.fromkeys(names))
-    check_layouts(names, root)
+    for name in names:
+        precheck_dataset(name, root)
     init = compat.init_video_dataset if kind == "video" else compat.init_image_dataset
     return {name: init(name, root=root, split_id=split_id, combineall=combineall, mode="train",
                        transform=transform)
@@ -219,6 +214,7 @@ class _ClipDataManager:
             self.rank, self.world_size, self.use_gpu)
         self.train_sampler = self.train_loader.sampler.sampler
         self._build_test(datasets, gallery_includes_query, batch_size_test, workers)
+        self._check_tracklets()
         self.memory_loader = build_memory_loader(
             self.train_set, self.transform_te, memory_batch_size or batch_size_test,
             self.data_type == "video", workers, self.use_gpu)
@@ -274,6 +270,22 @@ class _ClipDataManager:
                 for split, items in (("query", query), ("gallery", gallery))}
             self.test_dataset[name] = {"query": query,
                                        "gallery": query + gallery if with_query else gallery}
+
+    def _check_tracklets(self) -> None:
+        """Labels 0..Y-1, camera ids inside the table, no empty tracklet (named if wrong)."""
+        names = "+".join(self.sources)
+        check_tracklets(names, "train", self.train_set.tracklets,
+                        num_classes=self.num_train_pids, relabelled=True)
+        for name in self.targets:
+            for split in ("query", "gallery"):
+                check_tracklets(name, split, self.test_dataset[name][split])
+
+    def check_frames(self, cache_dir: str | None = None) -> None:
+        """Check every frame of train and test once (fast header check, cached by file list):
+        a corrupt test frame is found now, not after the whole training."""
+        splits = [self.test_dataset[n][s] for n in self.targets for s in ("query", "gallery")]
+        check_frames(frame_paths(self.train_set.tracklets, *splits), cache_dir=cache_dir,
+                     verbose=self.rank == 0)
 
     # -------------------------------------------------------------------- queries
     @property

@@ -28,6 +28,7 @@ from yacs.config import CfgNode
 from .. import compat
 from ..config import get_default_config
 from ..data.datamanager import build_datamanager
+from ..data.validation import check_test_cameras
 from ..losses import TFCLIPLoss
 from ..models.config import option_fields
 from ..models.factory import (
@@ -184,11 +185,24 @@ def build_model_from_config(cfg: CfgNode, dm: Any) -> torch.nn.Module:
     return create_model(mcfg, pretrained=pretrained)
 
 
+def check_data(cfg: CfgNode, dm: Any, model: torch.nn.Module) -> None:
+    """Before any compute: test cameras the camera embedding never trained on, and every frame
+    of train and test (a fast header check, cached by file list; rank 0, then the others)."""
+    for name in dm.targets:
+        check_test_cameras(name, dm.train_set.tracklets, dm.test_dataset[name],
+                           use_sie=getattr(model, "cv_embed", None) is not None,
+                           allow_unseen=cfg.data.allow_unseen_test_cameras)
+    if cfg.data.check_frames and du.is_main_process():
+        dm.check_frames()
+    du.barrier()
+
+
 def build_engine(cfg: CfgNode) -> VideoV2MEngine:
     """Data manager, model, optimiser, schedule, loss and engine from ``cfg``."""
     use_gpu = bool(cfg.use_gpu) and torch.cuda.is_available()
     dm = build_datamanager(cfg, distributed=du.is_dist())
     model = build_model_from_config(cfg, dm)
+    check_data(cfg, dm, model)
     if cfg.model.load_weights:
         load_model_weights(model, load_checkpoint(cfg.model.load_weights),
                            source=cfg.model.load_weights, strict=cfg.model.load_strict)

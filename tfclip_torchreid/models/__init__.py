@@ -1,12 +1,15 @@
-"""TF-CLIP models; importing this package registers them with torchreid's ``build_model``.
+"""TF-CLIP and CLIP-ReID models; importing this package registers them with torchreid.
 
-Registered names: ``tfclip_vitb16`` (ViT-B/16, 256x128, stride 16), ``tfclip_vitb16_s12``
-(overlapping patches, stride 12) and ``tfclip_tiny`` (tiny random backbone, 128x64, for tests
-and demos). torchreid factories take ``(num_classes, loss="softmax", pretrained=True,
-use_gpu=True, **kwargs)``; ``pretrained=True`` means OpenAI CLIP via open_clip (or the file named
-by the ``TFCLIP_CLIP_WEIGHTS`` environment variable); ``camera_num`` defaults to 6 (MARS) and
-any :func:`build_tfclip` switch can be passed as a keyword. There is no RN50 variant: the
-authors' RN50 path cannot run and open_clip's RN50 cannot take 256x128 input.
+Registered names (one JSON file each in ``model_configs/``): ``tfclip_vitb16`` (ViT-B/16,
+256x128, stride 16: the paper's model), ``tfclip_vitb16_s12`` (overlapping patches, stride 12),
+``tfclip_rn50`` (the supplement's CNN TF-CLIP on CLIP's RN50), ``clipreid_vitb16``,
+``clipreid_vitb16_s12`` (SIE + overlapping patches) and ``clipreid_rn50`` (CLIP-ReID, the
+baseline TF-CLIP is compared with), and the tiny random ``tfclip_tiny``, ``clipreid_tiny``,
+``tfclip_rn50_tiny`` for tests and demos. torchreid factories take ``(num_classes,
+loss="softmax", pretrained=True, use_gpu=True, **kwargs)``; ``pretrained=True`` means OpenAI CLIP
+via open_clip (or the file named by the ``TFCLIP_CLIP_WEIGHTS`` environment variable);
+``camera_num`` defaults to 6 (MARS) and any :class:`~.config.TFCLIPConfig` option can be passed as
+a keyword.
 
 Example:
     >>> from tfclip_torchreid import compat
@@ -40,7 +43,7 @@ __all__ = [
 ]
 
 DEFAULT_CAMERA_NUM = 6  # MARS; pass camera_num=15 (LS-VID) or 2 (iLIDS-VID) as needed
-TORCHREID_MODELS = ("tfclip_vitb16", "tfclip_vitb16_s12", "tfclip_tiny")
+TORCHREID_MODELS = tuple(list_archs())
 
 
 def _torchreid_factory(arch: str) -> Callable[..., TFCLIP]:

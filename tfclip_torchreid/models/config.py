@@ -52,21 +52,35 @@ class TFCLIPConfig:
     image_size: Tuple[int, int] = _opt((256, 128), "input H, W (data.height, data.width)",
                                        group="data")
     # ---------------------------------------------------------------- architecture
+    backbone: str = _opt("vit", "visual tower: CLIP ViT or CLIP ModifiedResNet (RN50)",
+                         ("vit", "resnet"), group="arch")
     patch_size: int = _opt(16, "ViT patch size", group="arch")
-    width: int = _opt(768, "ViT width (token size of the visual encoder)", group="arch")
+    width: int = _opt(768, "ViT width; ResNet stem width (RN50: 64)", group="arch")
     layers: int = _opt(12, "ViT blocks", group="arch")
-    heads: int = _opt(12, "ViT attention heads", group="arch")
+    resnet_layers: Tuple[int, ...] = _opt((3, 4, 6, 3), "ResNet blocks per stage", group="arch")
+    heads: int = _opt(12, "ViT attention heads; ResNet attention-pool heads (RN50: 32)",
+                      group="arch")
+    last_stride: int = _opt(1, "ResNet layer4 stride (1 for ReID; 2 is CLIP's)", group="arch")
     mlp_ratio: float = _opt(4.0, "ViT MLP expansion", group="arch")
     embed_dim: int = _opt(512, "CLIP joint space (projection, memory, SSP width)", group="arch")
     quick_gelu: bool = _opt(True, "QuickGELU activations, as OpenAI CLIP", group="arch")
     openai_model: str = _opt("ViT-B-16-quickgelu",
                              "open_clip model whose 'openai' weights fit ('' = none)",
                              group="arch")
+    text_width: int = _opt(512, "CLIP text transformer width (memory_source text)", group="arch")
+    text_layers: int = _opt(12, "CLIP text transformer blocks", group="arch")
+    text_heads: int = _opt(8, "CLIP text transformer heads", group="arch")
+    context_length: int = _opt(77, "CLIP text context length", group="arch")
     # ---------------------------------------------------------------- switches
     stride: int = _opt(16, "patch stride; 12 gives overlapping patches (OLP)")
     sie_coe: float = _opt(1.0, "SIE camera-embedding coefficient")
     use_sie: bool = _opt(True, "camera embedding on the CLS token (SIE)")
-    use_memory: bool = _opt(True, "CLIP-Memory + V2M loss (off: the unimodal baseline)")
+    use_memory: bool = _opt(True, "identity bank + V2M loss (off: the unimodal baseline)")
+    memory_source: str = _opt("clip", "where the identity bank comes from: clip = CLIP-Memory "
+                              "(TF-CLIP), text = learned text prompts (CLIP-ReID)",
+                              ("clip", "text"))
+    prompt_template: str = _opt("A photo of a X X X X person.",
+                                "CLIP-ReID's prompt; each X is a learned context vector")
     use_ssp: bool = _opt(True, "Sequence-Specific Prompt updating the memory")
     ssp_form: str = _opt("released", "released: self-attn + cross-attn + MLP per layer; "
                          "paper: cross-attn + MLP (Eq. 4)", ("released", "paper"))
@@ -80,6 +94,10 @@ class TFCLIPConfig:
     temporal_layers: int = _opt(6, "layers of the transf / transf_cls fusions")
     tmd_detach: bool = _opt(True, "TMD on detached tokens (released) or training the "
                             "backbone (paper)")
+    tmd_diffusion: bool = _opt(True, "TMD's memory diffusion (MD); off: TMC only "
+                               "(supplement Table 3)")
+    penultimate_triplet: bool = _opt(False, "CLIP-ReID's triplet on the CLS before the last "
+                                     "block too")
     test_feature: str = _opt("released", "released: CLS 768 + proj 512 + TMD 768 (pre-BN); "
                              "paper: proj 512 + TMD 768; after: BN(CLS) + BN(proj)",
                              ("released", "paper", "after"))
@@ -94,10 +112,14 @@ class TFCLIPConfig:
             value = getattr(self, f.name)
             if choices and value not in choices:
                 raise ValueError(f"{f.name} must be one of {choices}, got {value!r}")
+        self.resnet_layers = tuple(int(n) for n in self.resnet_layers)
         for name, low in (("num_classes", 1), ("camera_num", 0), ("ssp_layers", 1),
-                          ("temporal_layers", 1), ("layers", 1)):
+                          ("temporal_layers", 1), ("layers", 1), ("last_stride", 1)):
             if getattr(self, name) < low:
                 raise ValueError(f"{name} must be >= {low}, got {getattr(self, name)}")
+        if self.backbone == "resnet" and self.grad_checkpointing:
+            raise ValueError("grad_checkpointing is not available for the ResNet backbone "
+                             "(recomputed BatchNorm would update its statistics twice)")
 
     def to_dict(self) -> Dict[str, Any]:
         """Plain values (lists for tuples), e.g. to store in a checkpoint."""

@@ -37,7 +37,10 @@ __all__ = ["build_tfclip", "create_model", "model_config", "list_archs", "get_mo
 
 _CONFIG_DIR = osp.join(osp.dirname(osp.abspath(__file__)), "model_configs")
 _MODEL_CONFIGS: Dict[str, dict] = {}
-_VISION_KEYS = ("image_size", "layers", "width", "heads", "mlp_ratio", "patch_size", "stride")
+_VISION_KEYS = ("backbone", "image_size", "layers", "resnet_layers", "width", "heads",
+                "mlp_ratio", "patch_size", "stride", "last_stride")
+_TEXT_KEYS = {"width": "text_width", "layers": "text_layers", "heads": "text_heads",
+              "context_length": "context_length"}
 
 
 def add_model_config(path: str) -> None:
@@ -87,6 +90,8 @@ def model_config(arch: str, num_classes: int, camera_num: int = 0,
         raise TypeError(f"unknown TF-CLIP option(s) {unknown}; valid: {sorted(_SWITCHES)}")
     kwargs: Dict[str, Any] = {k: spec["vision_cfg"][k] for k in _VISION_KEYS
                               if k in spec["vision_cfg"]}
+    kwargs.update({ours: spec["text_cfg"][k] for k, ours in _TEXT_KEYS.items()
+                   if k in spec.get("text_cfg", {})})
     kwargs["embed_dim"] = spec["embed_dim"]
     kwargs["openai_model"] = spec.get("openai_model")
     kwargs.update(spec.get("defaults", {}))
@@ -154,7 +159,7 @@ def create_model(cfg: TFCLIPConfig, pretrained: Union[None, bool, str] = None,
 
     model = TFCLIP(cfg, loss=loss)
     if weights is not None:
-        model.backbone.load_pretrained(weights)
+        model.load_clip_weights(weights)
     return model
 
 

@@ -110,14 +110,19 @@ class PromptLearner(nn.Module):
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         if n_ctx < 1:
             raise ValueError(f"n_ctx must be >= 1, got {n_ctx}")
-        table = self._table(token_embedding, width)
+        if token_embedding is None and width is None:
+            raise ValueError(
+                "PromptLearner needs CLIP's token_embedding (nn.Embedding or its weight) or, "
+                "for a random initialisation, the text width")
         self.num_classes, self.n_ctx = int(num_classes), int(n_ctx)
-        self.width = int(table.shape[1])
         self.template = template
         tokens = tokenize_template(template, context_length)
         self.ctx_start = placeholder_start(tokens, self.n_ctx, template)
         self._eot_index = int(tokens.argmax())
         self.register_buffer("tokenized_prompt", tokens.unsqueeze(0), persistent=False)
+        table = (self._random_rows(tokens, int(width)) if token_embedding is None
+                 else self._table(token_embedding, width))
+        self.width = int(table.shape[1])
 
         self.cls_ctx = nn.Parameter(torch.empty(self.num_classes, self.n_ctx, self.width))
         nn.init.normal_(self.cls_ctx, std=0.02)
@@ -125,22 +130,23 @@ class PromptLearner(nn.Module):
         self.register_buffer("token_prefix", prefix.to(self.cls_ctx.dtype))
         self.register_buffer("token_suffix", suffix.to(self.cls_ctx.dtype))
 
+    @staticmethod
+    def _random_rows(tokens: torch.Tensor, width: int) -> torch.Tensor:
+        """A random token table (open_clip's N(0, 0.02) init) holding only the rows the template
+        uses: the distribution of the full 49408-row table, without allocating it."""
+        table = torch.empty(int(tokens.max()) + 1, width)  # untouched rows are never read
+        ids = tokens.unique()
+        table[ids] = torch.randn(len(ids), width) * 0.02
+        return table
+
     @property
     def eot_index(self) -> int:
         """Position of the EOT token (``argmax`` of the tokenized template)."""
         return self._eot_index
 
     @staticmethod
-    def _table(token_embedding: Union[nn.Embedding, torch.Tensor, None],
+    def _table(token_embedding: Union[nn.Embedding, torch.Tensor],
                width: int | None) -> torch.Tensor:
-        if token_embedding is None:
-            if width is None:
-                raise ValueError(
-                    "PromptLearner needs CLIP's token_embedding (nn.Embedding or its weight) or, "
-                    "for a random initialisation, the text width"
-                )
-            table = torch.empty(CLIP_VOCAB_SIZE, int(width))
-            return nn.init.normal_(table, std=0.02)  # open_clip's token-table init
         table = token_embedding.weight if isinstance(token_embedding, nn.Embedding) else (
             token_embedding)
         if not torch.is_tensor(table) or table.dim() != 2:

@@ -8,7 +8,7 @@
 * Pooling (Eq. 8-9): frame feature = mean over the N_p + 2 output tokens; sequence feature
   ``v_hat`` = mean over T (TAP).
 
-Released code (spec section 4): one block, width 768, 12 heads, post-``ln_post`` final tokens as
+Released code (``docs/released_vs_paper.md#tmd``): one block, width 768, 12 heads, post-``ln_post`` final tokens as
 input, **detached** (the TMD losses never reach the backbone, although the paper says they train
 the encoder): switch ``detach_input`` / model switch ``tmd_detach``. Default PyTorch init.
 The MD block is open_clip's ``ResidualAttentionBlock``; both attentions are
@@ -48,12 +48,15 @@ class TemporalMemoryDiffusion(nn.Module):
         width: token width D (768 for ViT-B/16).
         heads: attention heads (D // 64).
         detach_input: stop gradients into the tokens (the released behaviour).
+        diffusion: run MD (True). Without it (supplement Table 3, A2/A5: TMC only) the
+            temporal memory tokens themselves are the frame features and v_hat their TAP.
 
     Forward: ``tmd(tokens, num_frames)`` with tokens (B*T, L, D), row ``b*T + t`` = frame t of
     clip b. Returns :class:`TMDOutput`.
     """
 
-    def __init__(self, width: int = 768, heads: int = 12, detach_input: bool = True) -> None:
+    def __init__(self, width: int = 768, heads: int = 12, detach_input: bool = True,
+                 diffusion: bool = True) -> None:
         super().__init__()
         if width % heads:
             raise ValueError(f"TMD width {width} is not divisible by {heads} heads")
@@ -65,7 +68,8 @@ class TemporalMemoryDiffusion(nn.Module):
         self.message_attn = nn.MultiheadAttention(width, heads, batch_first=True)
         # MD (Eq. 7): one pre-LN CLIP block (ln_1, attn, ln_2, mlp.c_fc, mlp.c_proj)
         self.diffusion = ResidualAttentionBlock(width, heads, 4.0, act_layer=QuickGELU,
-                                                norm_layer=LayerNorm, batch_first=True)
+                                                norm_layer=LayerNorm, batch_first=True
+                                                ) if diffusion else None
 
     def construct_memory(self, tokens: torch.Tensor, num_frames: int) -> torch.Tensor:
         """TMC: temporal-aware memory tokens S' (B*T, D) from tokens (B*T, L, D)."""
@@ -83,7 +87,10 @@ class TemporalMemoryDiffusion(nn.Module):
         if self.detach_input:
             tokens = tokens.detach()
         memory = self.construct_memory(tokens, num_frames)
-        x = self.diffusion(torch.cat([tokens, memory.unsqueeze(1)], dim=1))
-        frame = x.mean(dim=1)
+        if self.diffusion is None:  # TMC only
+            x, frame = memory.unsqueeze(1), memory
+        else:
+            x = self.diffusion(torch.cat([tokens, memory.unsqueeze(1)], dim=1))
+            frame = x.mean(dim=1)
         sequence = frame.view(-1, num_frames, self.width).mean(dim=1)
         return TMDOutput(x, frame, sequence)
