@@ -81,6 +81,18 @@ def get_default_config() -> CN:
     cfg.train.keep_last = 2  # epoch_NNN.pth files kept besides latest.pth
     cfg.train.memory_cache_dir = ""  # "" = ~/.cache/tfclip_torchreid/clip_memory; "none" = off
 
+    # CLIP-ReID's first stage (models with model.memory_source text): prompts learned on frozen
+    # encoders (reference: 120 epochs for ViT, 60 for RN50; Adam; warm-up cosine)
+    cfg.stage1 = CN()
+    cfg.stage1.max_epoch = 120
+    cfg.stage1.batch_size = 64
+    cfg.stage1.lr = 3.5e-4
+    cfg.stage1.weight_decay = 1e-4
+    cfg.stage1.warmup_epochs = 5
+    cfg.stage1.warmup_lr = 1e-5
+    cfg.stage1.min_lr = 1e-6
+    cfg.stage1.print_freq = 50
+
     cfg.loss = CN()
     cfg.loss.id_weight = 0.25
     cfg.loss.triplet_weight = 1.0

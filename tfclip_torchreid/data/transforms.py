@@ -357,12 +357,13 @@ def build_image_transforms(
     erasing: str | None = "pixel",
     norm: Union[str, Tuple[Sequence[float], Sequence[float]]] = "inception",
     pad: int = 10,
-) -> FirstFrame:
+) -> Compose:
     """CLIP-ReID's image pipeline (image ReID), on torchvision; one frame -> ``(1, 3, H, W)``.
 
     Train: bicubic resize, horizontal flip (p 0.5), pad ``pad`` + random crop back to ``H x W``,
     to tensor, normalise, random erasing (p 0.5; ``"pixel"``: random normal values, as CLIP-ReID's
-    timm erasing; ``"torchreid"``: torchreid's mean-value erasing; ``None``: off). Test: bilinear
+    timm erasing; ``"torchreid"``: torchreid's mean-value erasing; ``"authors"`` /
+    ``"authors_fixed"``: TF-CLIP's erasing before normalisation; None: off). Test: bilinear
     resize, to tensor, normalise. CLIP-ReID normalises ViT input with 0.5/0.5 (``"inception"``)
     and RN50 input with ImageNet statistics.
 
@@ -375,19 +376,19 @@ def build_image_transforms(
     mean, std = norm_stats(norm)
     mode = erasing_mode(erasing)
     if not is_train:
-        return FirstFrame(Compose([T.Resize((height, width)), T.PILToTensor(),
-                                   normalize(mean, std)]))
-    steps: List[Callable] = [
-        T.Resize((height, width), interpolation=T.InterpolationMode.BICUBIC)]
+        return Compose([FirstFrame(Compose([T.Resize((height, width)), T.PILToTensor()])),
+                        normalize(mean, std)])
+    image: List[Callable] = [T.Resize((height, width), interpolation=T.InterpolationMode.BICUBIC)]
     if flip:
-        steps.append(T.RandomHorizontalFlip(0.5))
+        image.append(T.RandomHorizontalFlip(0.5))
     if pad > 0:
-        steps += [T.Pad(pad), T.RandomCrop((height, width))]
-    steps += [T.PILToTensor(), normalize(mean, std)]
+        image += [T.Pad(pad), T.RandomCrop((height, width))]
+    steps: List[Callable] = [FirstFrame(Compose(image + [T.PILToTensor()]))]
+    if mode in ("authors", "authors_fixed"):
+        steps.append(RandomSizedErasing(at_sampled_location=mode == "authors_fixed"))
+    steps.append(normalize(mean, std))
     if mode == "pixel":
         steps.append(T.RandomErasing(p=0.5, value="random"))
     elif mode == "torchreid":
-        steps.append(compat.tr_module("data.transforms").RandomErasing(mean=list(mean)))
-    elif mode != "none":
-        raise ValueError(f"image erasing must be 'pixel', 'torchreid' or None, got {erasing!r}")
-    return FirstFrame(Compose(steps))
+        steps.append(PerFrame(compat.tr_module("data.transforms").RandomErasing(mean=list(mean))))
+    return Compose(steps)

@@ -15,7 +15,7 @@ reload under torch >= 2.6, and it writes in place, so a crash mid-write loses th
 Example:
     >>> import torch, tempfile, os
     >>> d = tempfile.mkdtemp()
-    >>> save_checkpoint({"state_dict": {"w": torch.ones(2)}, "epoch": 1}, os.path.join(d, "a.pth"))
+    >>> _ = save_checkpoint({"state_dict": {"w": torch.ones(2)}, "epoch": 1}, os.path.join(d, "a.pth"))
     >>> load_checkpoint(os.path.join(d, "a.pth"))["epoch"]
     1
 """
@@ -62,6 +62,7 @@ class Checkpointer:
         >>> import tempfile
         >>> ck = Checkpointer(tempfile.mkdtemp(), keep_last=2)
         >>> ck.prepare()
+        []
         >>> for epoch in range(4):
         ...     _ = ck.save({"epoch": epoch + 1}, epoch + 1)
         >>> [os.path.basename(p) for p in ck.epoch_files()]
@@ -102,12 +103,13 @@ class Checkpointer:
         files = [f for f in glob.glob(osp.join(self.folder, "epoch_*.pth")) if pattern.search(f)]
         return sorted(files, key=lambda f: int(pattern.search(f).group(1)))
 
-    def save(self, state: Dict[str, Any], epoch: int) -> str | None:
-        """Write ``latest.pth`` (and ``epoch_NNN.pth`` while ``keep_last > 0``), prune old ones."""
+    def save(self, state: Dict[str, Any], epoch: int | None = None) -> str | None:
+        """Write ``latest.pth`` (and, for an ``epoch``, ``epoch_NNN.pth`` while ``keep_last >
+        0``), prune old epoch files."""
         if not self.enabled:
             return None
         path = save_checkpoint(state, self.latest_path)
-        if self.keep_last > 0:
+        if epoch is not None and self.keep_last > 0:
             epoch_path = osp.join(self.folder, f"epoch_{int(epoch):03d}.pth")
             try:
                 os.link(path, epoch_path + ".link")  # same bytes, no second write

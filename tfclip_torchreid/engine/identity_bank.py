@@ -1,4 +1,4 @@
-"""The identity bank's content-addressed cache (CLIP-Memory rows, CLIP-ReID's text features).
+"""The identity bank's content-addressed cache (CLIP-Memory rows; CLIP-ReID's trained prompts).
 
 Filling the bank costs one pass of the pretrained encoder over every training frame (about 510k
 frames on MARS). The result depends only on the encoder weights, the training tracklets and the
@@ -10,9 +10,9 @@ several processes every rank takes the same branch (the pass itself is collectiv
 Example:
     >>> import tempfile, torch
     >>> d = tempfile.mkdtemp()
-    >>> bank = load_or_compute(d, "k1", lambda: torch.ones(2, 3), verbose=False)
-    >>> load_or_compute(d, "k1", lambda: torch.zeros(2, 3), verbose=False).sum().item()
-    6.0
+    >>> entry = load_or_compute(d, "k1", lambda: {"bank": torch.ones(2, 3)}, verbose=False)
+    >>> load_or_compute(d, "k1", lambda: {"bank": torch.zeros(2, 3)}, verbose=False)["bank"].sum()
+    tensor(6.)
 """
 
 from __future__ import annotations
@@ -39,22 +39,28 @@ def default_cache_dir() -> str:
     return osp.join(root, "clip_memory")
 
 
-def cache_key(encoder: torch.nn.Module, tracklets: Iterable[tuple],
+def cache_key(modules: torch.nn.Module | Iterable[torch.nn.Module], tracklets: Iterable[tuple],
               settings: Dict[str, Any]) -> str:
-    """sha256 (32 hex digits) of the encoder weights, the tracklets and labels, the settings."""
+    """sha256 (32 hex digits) of the weights of ``modules`` (the encoder; for CLIP-ReID also the
+    text tower and the initial prompts), the tracklets and labels, and the settings."""
     h = hashlib.sha256()
-    for name, t in sorted(encoder.state_dict().items()):
-        h.update(name.encode())
-        h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    modules = [modules] if isinstance(modules, torch.nn.Module) else list(modules)
+    for module in modules:
+        for name, t in sorted(module.state_dict().items()):
+            h.update(name.encode())
+            h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
     for paths, pid, camid, *_ in tracklets:
         h.update(f"{pid}|{camid}|{len(paths)}|{paths[0]}|{paths[-1]}\n".encode())
     h.update(json.dumps(settings, sort_keys=True).encode())
     return h.hexdigest()[:32]
 
 
-def _read(path: str) -> torch.Tensor | None:
+def _read(path: str) -> Dict[str, torch.Tensor] | None:
     try:
-        return load_checkpoint(path)["bank"]
+        entry = load_checkpoint(path)
+        if not torch.is_tensor(entry.get("bank")):
+            raise ValueError("no 'bank' tensor")
+        return {k: v for k, v in entry.items() if torch.is_tensor(v)}
     except Exception as err:  # noqa: BLE001 - a bad cache is recomputed, not fatal
         warnings.warn(f"ignoring the unreadable identity-bank cache {path} ({err}); "
                       f"recomputing it", stacklevel=3)
@@ -70,11 +76,13 @@ def _agree(found: bool, device: torch.device) -> bool:
     return bool(flag.item())
 
 
-def load_or_compute(cache_dir: str, key: str, compute: Callable[[], torch.Tensor],
+def load_or_compute(cache_dir: str, key: str,
+                    compute: Callable[[], Dict[str, torch.Tensor]],
                     settings: Dict[str, Any] | None = None,
                     device: torch.device | None = None, distributed: bool = False,
-                    verbose: bool = True) -> torch.Tensor:
-    """The cached bank ``<cache_dir>/<key>.pth``, or ``compute()`` (then cached by rank 0).
+                    verbose: bool = True) -> Dict[str, torch.Tensor]:
+    """The cached entry ``<cache_dir>/<key>.pth`` or ``compute()`` (then cached by rank 0): a
+    dict of tensors holding at least ``"bank"`` (and e.g. CLIP-ReID's trained prompts).
 
     ``cache_dir=""`` disables the cache.
     """
@@ -89,7 +97,8 @@ def load_or_compute(cache_dir: str, key: str, compute: Callable[[], torch.Tensor
     bank = compute()
     is_main = not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
     if path and is_main:
-        save_checkpoint({"bank": bank.cpu(), "key": key, "settings": settings or {}}, path)
+        save_checkpoint({**{k: v.cpu() for k, v in bank.items()}, "key": key,
+                         "settings": settings or {}}, path)
         if verbose:
             print(f"=> identity bank cached at {path}")
     return bank

@@ -42,6 +42,7 @@ from ..optim import WarmupMultiStepLR, build_tfclip_optimizer
 from ..utils import distributed as du
 from ..utils.checkpoint import load_checkpoint, read_header
 from .checkpoint import check_writable
+from .prompt_learning import PromptStageConfig
 from .v2m_engine import VideoV2MEngine
 
 __all__ = ["build_parser", "config_from_args", "check_config", "build_engine", "run_engine",
@@ -225,7 +226,8 @@ def build_engine(cfg: CfgNode) -> VideoV2MEngine:
         grad_clip=t.grad_clip,
         memory_cache_dir=None if cache == "" else ("" if cache.lower() == "none" else cache),
         max_clips_per_forward=cfg.test.max_clips_per_forward, keep_last=t.keep_last,
-        compile_model=cfg.model.compile)
+        compile_model=cfg.model.compile,
+        prompt_stage=PromptStageConfig(seed=t.seed, **dict(cfg.stage1.items())))
 
 
 # ---------------------------------------------------------------------------------- running

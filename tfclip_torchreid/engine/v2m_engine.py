@@ -30,6 +30,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os.path as osp
 import sys
@@ -53,6 +54,7 @@ from ..utils.rng import rng_state, set_rng_state
 from . import identity_bank
 from .checkpoint import Checkpointer, checkpoint_header, load_checkpoint
 from .extraction import TrackletFeatures, extract_features
+from .prompt_learning import PromptLearningStage, PromptStageConfig
 
 try:  # tqdm ships with torchreid's and open_clip's dependencies
     from tqdm import tqdm
@@ -95,6 +97,7 @@ class VideoV2MEngine(compat.Engine):
         find_unused_parameters: passed to DistributedDataParallel (False is right for every switch
             combination: the never-used parameters are frozen).
         progress: a tqdm bar per epoch (None: when stderr is a terminal).
+        prompt_stage: CLIP-ReID's stage-1 settings (models with ``memory_source="text"``).
     """
 
     def __init__(
@@ -113,6 +116,7 @@ class VideoV2MEngine(compat.Engine):
         compile_model: bool = False,
         find_unused_parameters: bool = False,
         progress: bool | None = None,
+        prompt_stage: PromptStageConfig | None = None,
     ) -> None:
         super().__init__(datamanager, use_gpu=use_gpu)
         self.device = (torch.device("cuda", torch.cuda.current_device()) if self.use_gpu
@@ -139,6 +143,8 @@ class VideoV2MEngine(compat.Engine):
         self.results: dict[str, dict] = {}
         self.timings: dict[str, float] = {}
         self._bar = None
+        self.prompt_stage = prompt_stage or PromptStageConfig()
+        self._prompt_resume: dict | None = None
 
     def _wrap(self, model: nn.Module, compile_model: bool, find_unused: bool) -> nn.Module:
         if self.distributed:
@@ -279,18 +285,26 @@ class VideoV2MEngine(compat.Engine):
     def memory_settings(self) -> dict:
         """What, besides the weights and the tracklets, determines the identity bank."""
         dm = self.datamanager
-        return {"seq_len": dm.seq_len, "height": dm.height, "width": dm.width,
-                "norm": str(dm.norm), "amp": self.amp,
-                "memory_dim": int(self.raw_model.memory.bank.shape[1]), "version": 1}
+        settings = {"seq_len": dm.seq_len, "height": dm.height, "width": dm.width,
+                    "norm": str(dm.norm), "amp": self.amp, "source": "clip",
+                    "memory_dim": int(self.raw_model.memory.bank.shape[1]), "version": 1}
+        if self.raw_model.uses_text:
+            settings.update(source="text", stage1=dataclasses.asdict(self.prompt_stage))
+        return settings
 
     def compute_memory_cache_key(self) -> str:
-        """sha256 of (encoder weights, training tracklets and labels, extraction settings)."""
-        return identity_bank.cache_key(self.raw_model.backbone,
-                                       self.datamanager.memory_loader.dataset.tracklets,
+        """sha256 of (encoder weights, training tracklets and labels, extraction settings; for
+        CLIP-ReID's text bank also the text tower, the initial prompts and stage 1's settings)."""
+        model = self.raw_model
+        modules = [model.backbone]
+        if model.uses_text:
+            modules += [model.text_encoder, model.prompt_learner]
+        return identity_bank.cache_key(modules, self.datamanager.memory_loader.dataset.tracklets,
                                        self.memory_settings())
 
     def init_memory(self) -> None:
-        """Fill the CLIP-Memory once, before the first epoch (cached on disk, reused on rerun).
+        """Fill the identity bank once, before the first epoch (cached on disk, reused on rerun):
+        the CLIP-Memory, or CLIP-ReID's text features after its prompt-learning stage.
 
         RNG-neutral: a cache hit and a fresh pass leave the training trajectory identical.
         """
@@ -299,12 +313,17 @@ class VideoV2MEngine(compat.Engine):
             return
         state = rng_state()
         try:
-            self.memory_cache_key = self.compute_memory_cache_key()
-            bank = identity_bank.load_or_compute(
-                self.memory_cache_dir, self.memory_cache_key, self.compute_memory,
+            if not self.memory_cache_key:  # a resumed stage 1 keeps its original key
+                self.memory_cache_key = self.compute_memory_cache_key()
+            compute = self.compute_text_bank if self.raw_model.uses_text else self.compute_memory
+            entry = identity_bank.load_or_compute(
+                self.memory_cache_dir, self.memory_cache_key, compute,
                 settings=self.memory_settings(), device=self.device,
                 distributed=self.distributed, verbose=self.is_main)
-            memory.set(bank.to(memory.bank.device))
+            if "cls_ctx" in entry:
+                with torch.no_grad():
+                    self.raw_model.prompt_learner.cls_ctx.copy_(entry["cls_ctx"])
+            memory.set(entry["bank"].to(memory.bank.device))
         finally:
             set_rng_state(state)
 
@@ -328,7 +347,7 @@ class VideoV2MEngine(compat.Engine):
         self.timings["memory_fps"] = out.frames / max(elapsed, 1e-9)
         return out
 
-    def compute_memory(self) -> torch.Tensor:
+    def compute_memory(self) -> dict[str, torch.Tensor]:
         """The CLIP-Memory: per-identity mean of :meth:`train_features` (paper Alg. 1)."""
         feats = self.train_features()
         num_classes = self.raw_model.num_classes
@@ -337,7 +356,37 @@ class VideoV2MEngine(compat.Engine):
             print(f"=> CLIP-Memory: {num_classes} identities from {len(feats.pids)} tracklets, "
                   f"{feats.frames} frames in {self.timings['memory_s']:.1f} s "
                   f"({self.timings['memory_fps']:.1f} frames/s)")
-        return bank
+        return {"bank": bank}
+
+    def compute_text_bank(self) -> dict[str, torch.Tensor]:
+        """CLIP-ReID's stage 1 on :meth:`train_features` (resumed from a checkpoint if one was
+        loaded), a checkpoint after each of its epochs, then every identity's text feature."""
+        feats = self.train_features()
+        cfg = self.prompt_stage
+        stage = PromptLearningStage(self.raw_model, feats.features, feats.pids, cfg,
+                                    self.autocast, self._log_prompt_stage)
+        if self._prompt_resume is not None:
+            stage.load_state_dict(self._prompt_resume)
+            self._prompt_resume = None
+        if self.is_main:
+            print(f"=> CLIP-ReID stage 1: prompts of {self.raw_model.num_classes} identities on "
+                  f"{len(feats.pids)} tracklet features, epochs {stage.epoch + 1}..{cfg.max_epoch}")
+        t0 = time.time()
+        bank = stage.run(lambda st: self.checkpointer.save(
+            self.checkpoint_state(-1, prompt_stage=st.state_dict())))
+        self.timings["stage1_s"] = time.time() - t0
+        return {"bank": bank, "cls_ctx": self.raw_model.prompt_learner.cls_ctx.detach().clone()}
+
+    def _log_prompt_stage(self, epoch: int, it: int, terms: dict, lr: float) -> None:
+        if not self.is_main:
+            return
+        text = "  ".join(f"{k} {v:.4f}" for k, v in terms.items())
+        where = "done" if it < 0 else f"iter {it}"
+        print(f"stage 1: epoch [{epoch}/{self.prompt_stage.max_epoch}] {where}  {text}  "
+              f"lr {lr:.2e}", flush=True)
+        if it < 0 and self.writer is not None:
+            for k, v in terms.items():
+                self.writer.add_scalar(f"Stage1/{k}", v, epoch)
 
     # ------------------------------------------------------------------ evaluation
     def _extract(self, loader: Any, forward: Any, desc: str) -> TrackletFeatures:
@@ -446,10 +495,11 @@ class VideoV2MEngine(compat.Engine):
         return self.raw_model(input)
 
     # ------------------------------------------------------------------ checkpoints
-    def checkpoint_state(self, epoch: int) -> dict:
+    def checkpoint_state(self, epoch: int, prompt_stage: dict | None = None) -> dict:
         """Everything needed to continue training exactly (weights-only-loadable), and what
-        rebuilds the model from the file alone (:func:`checkpoint_header`)."""
-        return {
+        rebuilds the model from the file alone (:func:`checkpoint_header`). During CLIP-ReID's
+        stage 1, ``epoch`` is -1 and ``prompt_stage`` holds that stage's state."""
+        state = {
             **checkpoint_header(self.raw_model),
             "state_dict": self.raw_model.state_dict(),
             "epoch": int(epoch) + 1,
@@ -459,6 +509,9 @@ class VideoV2MEngine(compat.Engine):
             "memory_cache_key": self.memory_cache_key,
             "rng": rng_state(),
         }
+        if prompt_stage is not None:
+            state["prompt_stage"] = prompt_stage
+        return state
 
     def resume(self, fpath: str) -> int:
         """Restore model, optimiser, scheduler, scaler and RNGs; returns the epoch to start from."""
@@ -477,6 +530,9 @@ class VideoV2MEngine(compat.Engine):
         self.memory_cache_key = state.get("memory_cache_key", "")
         if state.get("rng") is not None:
             set_rng_state(state["rng"])
+        self._prompt_resume = state.get("prompt_stage")
         if self.is_main:
-            print(f"=> Resumed from {fpath}: continuing at epoch {state['epoch'] + 1}")
+            where = (f"CLIP-ReID stage 1 at epoch {self._prompt_resume['epoch'] + 1}"
+                     if self._prompt_resume else f"epoch {state['epoch'] + 1}")
+            print(f"=> Resumed from {fpath}: continuing at {where}")
         return int(state["epoch"])

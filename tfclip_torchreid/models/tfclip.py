@@ -142,6 +142,10 @@ class TFCLIP(nn.Module):
             self.prompt_learner = PromptLearner(cfg.num_classes, width=cfg.text_width,
                                                 template=cfg.prompt_template,
                                                 context_length=cfg.context_length)
+            # frozen: CLIP-ReID's stage 1 unfreezes the prompts while it trains them; the text
+            # encoder and (in stage 2) the prompts never receive an update
+            self.text_encoder.requires_grad_(False)
+            self.prompt_learner.requires_grad_(False)
 
     def _build_heads(self, cfg: TFCLIPConfig) -> None:
         y, width, embed, tok = cfg.num_classes, self.width, self.embed_dim, self.token_dim

@@ -10,7 +10,7 @@
 Example:
     >>> import torch, tempfile, os
     >>> d = tempfile.mkdtemp()
-    >>> save_checkpoint({"state_dict": {"w": torch.ones(2)}, "epoch": 1}, os.path.join(d, "a.pth"))
+    >>> _ = save_checkpoint({"state_dict": {"w": torch.ones(2)}, "epoch": 1}, os.path.join(d, "a.pth"))
     >>> load_checkpoint(os.path.join(d, "a.pth"))["epoch"]
     1
 """
