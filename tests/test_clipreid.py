@@ -1,0 +1,232 @@
+"""CLIP-ReID in the TF-CLIP family: text bank, its two stages in one engine, exact resume across
+the stage boundary, cache reuse, switch combinations, image and clip input."""
+
+from __future__ import annotations
+
+import glob
+import os.path as osp
+
+import pytest
+import torch
+
+from tfclip_torchreid import compat
+from tfclip_torchreid.config import get_default_config
+from tfclip_torchreid.data.synthetic import make_synthetic_dataset
+from tfclip_torchreid.engine import VideoV2MEngine
+from tfclip_torchreid.engine.prompt_learning import PromptLearningStage
+from tfclip_torchreid.engine.runner import build_engine, main
+from tfclip_torchreid.losses import TFCLIPLoss
+from tfclip_torchreid.models import build_tfclip
+
+SIZES = dict(height=64, width=32, num_train_ids=8, num_test_ids=8, num_distractors=40, num_junk=2,
+             min_len=3, max_len=14)
+
+
+@pytest.fixture(scope="module")
+def mars_root(tmp_path_factory) -> str:
+    root = str(tmp_path_factory.mktemp("data"))
+    make_synthetic_dataset("mars", root, seed=0, verbose=False, **SIZES)
+    return root
+
+
+def make_cfg(root: str, save_dir: str, cache: str = "none", **overrides):
+    cfg = get_default_config()
+    cfg.model.name = "clipreid_tiny"
+    cfg.model.pretrained = ""
+    cfg.data.root = root
+    cfg.data.sources = cfg.data.targets = ["mars"]
+    cfg.data.height, cfg.data.width = 64, 32
+    cfg.data.seq_len = 4
+    cfg.data.workers = 0
+    cfg.data.save_dir = save_dir
+    cfg.train.batch_size = 8
+    cfg.train.lr = 1e-4
+    cfg.train.warmup_epochs = 1
+    cfg.train.max_epoch = 2
+    cfg.train.print_freq = 1000
+    cfg.train.memory_cache_dir = cache
+    cfg.train.seed = 5
+    cfg.stage1.max_epoch = 3
+    cfg.stage1.batch_size = 16
+    cfg.stage1.print_freq = 0
+    cfg.test.batch_size = 8
+    for key, value in overrides.items():
+        section, name = key.split(".")
+        setattr(getattr(cfg, section), name, value)
+    return cfg
+
+
+def new_engine(cfg) -> VideoV2MEngine:
+    compat.set_random_seed(cfg.train.seed)
+    return build_engine(cfg)
+
+
+def state(engine: VideoV2MEngine) -> dict:
+    return {k: v.detach().clone() for k, v in engine.raw_model.state_dict().items()}
+
+
+def test_text_bank_i2t_logits_match_float64_reference():
+    torch.manual_seed(0)
+    model = build_tfclip("clipreid_tiny", num_classes=5, camera_num=0).double()
+    with torch.no_grad():
+        bank = model.text_features(torch.arange(5))
+    model.memory.set(bank)
+    model.train()
+    x = torch.randn(4, 2, 3, 128, 64, dtype=torch.float64)
+    out = model(x, full_output=True)
+    feats, b, t = model.encode(x)
+    v = feats.tokens_proj[:, 0].reshape(b, t, -1).mean(dim=1)  # temporal mean of projected CLS
+    expected = torch.stack([torch.stack([(v[i] * bank[k]).sum() for k in range(5)])
+                            for i in range(4)])
+    torch.testing.assert_close(out.v2m_logits, expected, atol=1e-10, rtol=0)
+    # CLIP-ReID's triplet features: [penultimate CLS, CLS, projected CLS] and two ID heads (TAP)
+    assert [f.shape[1] for f in out.features] == [128, 128, 64] and len(out.id_logits) == 2
+
+
+def test_text_tower_and_prompts_are_frozen_parameters():
+    model = build_tfclip("clipreid_tiny", num_classes=5, camera_num=0)
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    assert {n for n, _ in model.named_parameters()
+            if n.startswith(("text_encoder.", "prompt_learner."))} <= frozen
+    assert not any(n.startswith("backbone.") for n in frozen)
+
+
+def test_stage1_changes_only_the_prompts_and_stage2_never_the_text_side(mars_root, tmp_path):
+    engine = new_engine(make_cfg(mars_root, str(tmp_path / "log")))
+    before = state(engine)
+    engine.checkpointer.folder = str(tmp_path / "ck")
+    engine.init_memory()
+    after_stage1 = state(engine)
+    changed = {k for k in before if not torch.equal(before[k], after_stage1[k])}
+    assert changed == {"prompt_learner.cls_ctx", "memory.bank", "memory.rows_set"}
+    bank = engine.raw_model.memory.bank
+    with torch.no_grad():
+        expected = engine.raw_model.text_features(torch.arange(bank.shape[0]))
+    torch.testing.assert_close(bank, expected)
+
+    engine.run(save_dir=str(tmp_path / "log"), max_epoch=1, print_freq=1000)
+    after_stage2 = state(engine)
+    for k, v in after_stage1.items():
+        if k.startswith(("text_encoder.", "prompt_learner.", "memory.")):
+            assert torch.equal(after_stage2[k], v), f"stage 2 changed {k}"
+    assert not torch.equal(after_stage2["backbone.conv1.weight"], after_stage1["backbone.conv1.weight"])
+
+
+def test_resume_across_the_stage_boundary_is_exact(mars_root, tmp_path, monkeypatch):
+    ref = new_engine(make_cfg(mars_root, str(tmp_path / "ref")))
+    ref.run(save_dir=str(tmp_path / "ref"), max_epoch=2, print_freq=1000)
+    expected = state(ref)
+
+    # killed during stage 1 (after its first epoch's checkpoint), then resumed
+    cfg = make_cfg(mars_root, str(tmp_path / "a"))
+    first = new_engine(cfg)
+    run_epoch = PromptLearningStage.run_epoch
+
+    def crash_at_second(self):
+        if self.epoch == 1:
+            raise KeyboardInterrupt("killed in stage 1")
+        return run_epoch(self)
+
+    monkeypatch.setattr(PromptLearningStage, "run_epoch", crash_at_second)
+    with pytest.raises(KeyboardInterrupt):
+        first.run(save_dir=cfg.data.save_dir, max_epoch=2, print_freq=1000)
+    monkeypatch.setattr(PromptLearningStage, "run_epoch", run_epoch)
+    latest = osp.join(cfg.data.save_dir, "checkpoints", "latest.pth")
+    ck = torch.load(latest, weights_only=True)
+    assert ck["epoch"] == 0 and ck["prompt_stage"]["epoch"] == 1
+
+    resumed = new_engine(cfg)
+    torch.manual_seed(999)  # the resumed run must not depend on the RNG state it starts with
+    start = resumed.resume(latest)
+    resumed.run(save_dir=cfg.data.save_dir, max_epoch=2, start_epoch=start, print_freq=1000)
+    got = state(resumed)
+    for k in expected:
+        torch.testing.assert_close(got[k], expected[k], atol=0, rtol=0, msg=k)
+
+    # killed in stage 2 (epoch 2): the stage-1 result comes from the checkpoint, not recomputed
+    cfg_b = make_cfg(mars_root, str(tmp_path / "b"))
+    second = new_engine(cfg_b)
+    second.run(save_dir=cfg_b.data.save_dir, max_epoch=1, print_freq=1000)
+    again = new_engine(cfg_b)
+    monkeypatch.setattr(VideoV2MEngine, "compute_text_bank",
+                        lambda self: pytest.fail("stage 1 rerun after resume"))
+    again.run(save_dir=cfg_b.data.save_dir, max_epoch=2,
+              start_epoch=again.resume(osp.join(cfg_b.data.save_dir, "checkpoints",
+                                                "latest.pth")),
+              print_freq=1000)
+    got = state(again)
+    for k in expected:
+        torch.testing.assert_close(got[k], expected[k], atol=0, rtol=0, msg=k)
+
+
+def test_stage1_result_is_reused_from_the_cache(mars_root, tmp_path, monkeypatch):
+    cache = str(tmp_path / "cache")
+    first = new_engine(make_cfg(mars_root, str(tmp_path / "a"), cache=cache))
+    first.checkpointer.folder = str(tmp_path / "ck")
+    first.init_memory()
+    assert len(glob.glob(osp.join(cache, "*.pth"))) == 1
+    second = new_engine(make_cfg(mars_root, str(tmp_path / "b"), cache=cache))
+    monkeypatch.setattr(VideoV2MEngine, "compute_text_bank",
+                        lambda self: pytest.fail("the cached stage-1 result was not reused"))
+    second.init_memory()
+    for key in ("memory.bank", "prompt_learner.cls_ctx"):
+        torch.testing.assert_close(state(second)[key], state(first)[key], atol=0, rtol=0)
+    # other stage-1 settings: another entry
+    third = new_engine(make_cfg(mars_root, str(tmp_path / "c"), cache=cache,
+                                **{"stage1.lr": 1e-3}))
+    assert third.compute_memory_cache_key() != first.memory_cache_key
+
+
+COMBOS = [
+    ("clipreid_tiny", {}),                                   # B1: text bank + TAP
+    ("clipreid_tiny", {"temporal": "tmd"}),                  # B5: text bank + TMD
+    ("clipreid_tiny", {"use_ssp": True}),                    # text bank + SSP
+    ("clipreid_tiny", {"use_memory": False}),                # no bank
+    ("tfclip_tiny", {"memory_source": "text"}),              # TF-CLIP heads, text bank
+    ("tfclip_tiny", {"tmd_diffusion": False}),               # S3: TMC without MD
+    ("tfclip_tiny", {"ssp_form": "paper", "temporal": "tap"}),
+    ("tfclip_rn50_tiny", {}),                                # CNN TF-CLIP
+    ("tfclip_rn50_tiny", {"memory_source": "text", "temporal": "tap",
+                          "penultimate_triplet": True}),     # CNN CLIP-ReID
+]
+
+
+@pytest.mark.parametrize("arch,switches", COMBOS, ids=lambda c: str(c))
+def test_switch_combinations_train_and_evaluate(arch, switches):
+    torch.manual_seed(0)
+    model = build_tfclip(arch, num_classes=6, camera_num=3, **switches)
+    if model.memory is not None:
+        with torch.no_grad():
+            bank = (model.text_features(torch.arange(6)) if model.uses_text
+                    else torch.randn(6, model.embed_dim))
+        model.memory.set(bank)
+    model.train()
+    x = torch.randn(4, 2, 3, *model.cfg.image_size)
+    out = model(x, cam_label=torch.tensor([0, 1, 2, 0]), full_output=True)
+    loss, terms = TFCLIPLoss(6)(out, torch.tensor([0, 0, 1, 1]))
+    loss.backward()
+    assert (out.v2m_logits is not None) == model.cfg.use_memory
+    assert all(p.grad is None for n, p in model.named_parameters()
+               if n.startswith(("text_encoder.", "prompt_learner.")))
+    assert any(p.grad is not None and p.grad.abs().sum() > 0
+               for p in model.backbone.parameters())
+    model.eval()
+    with torch.no_grad():
+        clips, images = model(x), model(x[:, 0])
+    assert clips.shape == (4, model.feature_dim) and images.shape == (4, model.feature_dim)
+    assert torch.isfinite(clips).all() and torch.isfinite(images).all()
+
+
+def test_clipreid_on_synthetic_images_through_the_cli(tmp_path):
+    root, save = str(tmp_path / "data"), str(tmp_path / "log")
+    make_synthetic_dataset("market1501", root, seed=0, verbose=False, height=64, width=32,
+                           num_train_ids=8, num_test_ids=8)
+    out = main([
+        "--arch", "clipreid_tiny", "-s", "market1501", "--root", root, "--save-dir", save,
+        "model.pretrained", "", "data.height", "64", "data.width", "32", "data.workers", "0",
+        "train.batch_size", "8", "train.max_epoch", "1", "stage1.max_epoch", "1",
+        "train.memory_cache_dir", "none", "test.batch_size", "16",
+    ])
+    res = out["after"]["market1501"]
+    assert 0 <= res["mAP"] <= 1 and res["num_query"] > 0
+    assert osp.isfile(osp.join(save, "results.json"))
