@@ -487,3 +487,54 @@ def test_read_layouts_and_entry_check(tmp_path):
                               "image_encoder.proj": 0}) == "tfclip_authors"
     assert zoo.detect_layout({"backbone.proj": 0}) == "tfclip"
     assert zoo.detect_layout({"fc.weight": 0}) == "unknown"
+
+
+# ----------------------------------------------------------------------------------------------
+# zoo weights in the model family: build_tfclip(weights=), FeatureExtractor, the CLI
+# ----------------------------------------------------------------------------------------------
+TINY = {"image_size": (256, 128), "width": 32, "layers": 2, "heads": 2, "embed_dim": 16,
+        "text_width": 16, "text_layers": 1, "text_heads": 2}
+
+
+@pytest.mark.parametrize("backbone", ["vit", "rn50"])
+def test_clipreid_checkpoint_loads_into_our_model(backbone, monkeypatch, tmp_path):
+    """A checkpoint in CLIP-ReID's own key layout (the official zoo files) loads strictly into
+    the matching clipreid_* model through the one key-mapping place, and serves features."""
+    from tfclip_torchreid import compat
+    from tfclip_torchreid.models import build_tfclip
+
+    torch.manual_seed(3)
+    if backbone == "vit":
+        state = clipreid_state_dict("vit", num_classes=7, width=32, layers=2, embed=16,
+                                    text_width=16, text_layers=1, camera_num=6)
+        arch, switches = "clipreid_tiny", {**TINY, "use_sie": True}
+    else:
+        state = clipreid_state_dict("rn50", num_classes=7, width=8, embed=16, text_width=16,
+                                    text_layers=1)
+        arch = "tfclip_rn50_tiny"
+        switches = {"image_size": (256, 128), "width": 8, "heads": 2, "embed_dim": 16,
+                    "text_width": 16, "text_layers": 1, "text_heads": 2,
+                    "memory_source": "text", "use_ssp": False, "temporal": "tap",
+                    "test_feature": "released"}
+    srv = FileServer({"/cr.pth": _to_bytes(state)})
+    try:
+        _add(monkeypatch, "t_cr", srv.url("/cr.pth"), arch=arch, switches=switches)
+        model = build_tfclip(arch, weights="zoo:t_cr")
+        ours = model.state_dict()
+        torch.testing.assert_close(ours["classifier2.weight"], state["classifier.weight"])
+        torch.testing.assert_close(ours["prompt_learner.cls_ctx"], state["prompt_learner.cls_ctx"])
+        torch.testing.assert_close(ours["backbone.conv1.weight"], state["image_encoder.conv1.weight"])
+        # torchreid's FeatureExtractor with the zoo name (num_classes=1 model rebuilt in place)
+        extractor = compat.FeatureExtractor(model_name=arch, model_path="zoo:t_cr", device="cpu",
+                                            image_size=(256, 128), verbose=False)
+        for k, v in ours.items():
+            if not k.startswith("memory."):
+                torch.testing.assert_close(extractor.model.state_dict()[k], v, msg=k)
+        x = torch.rand(2, 3, 256, 128)
+        with torch.no_grad():
+            torch.testing.assert_close(extractor(x), model.eval()(x), atol=1e-5, rtol=1e-5)
+        assert len(srv.requests) == 1  # downloaded once, then served from the cache
+    finally:
+        srv.close()
+    with pytest.raises(ValueError, match="holds a"):
+        build_tfclip("tfclip_tiny", weights="zoo:t_cr")

@@ -148,3 +148,20 @@ def route_pretrained_weights(model_type: type, loader: Callable[[Any, str], None
     load_pretrained_weights.__doc__ = original.__doc__
     for module in (torchtools, utils, tr_module("utils.feature_extractor")):
         module.load_pretrained_weights = load_pretrained_weights
+
+
+def route_model_names(is_name: Callable[[str], bool]) -> None:
+    """Let torchreid's ``FeatureExtractor(model_path=...)`` accept names such as ``zoo:NAME``.
+
+    FeatureExtractor loads ``model_path`` only if ``check_isfile`` says it is a file; paths for
+    which ``is_name`` is true count as files there, and :func:`route_pretrained_weights`' loader
+    resolves them (idempotent).
+    """
+    module = tr_module("utils.feature_extractor")
+    original = getattr(module.check_isfile, "__wrapped__", module.check_isfile)
+
+    def check_isfile(fpath: str) -> bool:
+        return is_name(fpath) or original(fpath)
+
+    check_isfile.__wrapped__ = original
+    module.check_isfile = check_isfile

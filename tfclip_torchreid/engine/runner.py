@@ -30,6 +30,7 @@ from ..config import get_default_config
 from ..data.datamanager import build_datamanager
 from ..data.validation import check_test_cameras
 from ..losses import TFCLIPLoss
+from ..models import zoo
 from ..models.config import option_fields
 from ..models.factory import (
     create_model,
@@ -116,8 +117,12 @@ def resume_path(cfg: CfgNode) -> str:
 
 
 def _weights_header(path: str) -> dict | None:
+    """What a weights file (or ``zoo:NAME``) says about its model: arch and model config."""
     if not path:
         return None
+    if zoo.is_zoo(path):
+        spec = zoo.zoo_model_kwargs(path)
+        return {"arch": spec.arch, "zoo": spec}
     if not osp.isfile(path):
         raise FileNotFoundError(f"weights file not found: {path}")
     return read_header(load_checkpoint(path))
@@ -173,6 +178,12 @@ def build_model_from_config(cfg: CfgNode, dm: Any) -> torch.nn.Module:
     weights = cfg.model.load_weights or resume_path(cfg)
     header = _weights_header(weights)
     overrides = model_overrides(cfg)
+    image_size = (cfg.data.height, cfg.data.width)
+    if header is not None and "zoo" in header:  # the zoo entry describes the model
+        spec = header["zoo"]
+        return create_model(model_config(spec.arch, spec.num_classes, spec.camera_num,
+                                         **{**spec.switches, "image_size": image_size,
+                                            **overrides}))
     if header is not None:
         mcfg = model_config_from_checkpoint(load_checkpoint(weights), **overrides)
         if tuple(mcfg.image_size) != (cfg.data.height, cfg.data.width):
@@ -182,7 +193,7 @@ def build_model_from_config(cfg: CfgNode, dm: Any) -> torch.nn.Module:
         return create_model(mcfg)
     pretrained = None if weights else (cfg.model.pretrained or None)
     mcfg = model_config(cfg.model.name or DEFAULT_ARCH, dm.num_train_pids, dm.num_cameras,
-                        image_size=(cfg.data.height, cfg.data.width), **overrides)
+                        image_size=image_size, **overrides)
     return create_model(mcfg, pretrained=pretrained)
 
 
@@ -205,8 +216,9 @@ def build_engine(cfg: CfgNode) -> VideoV2MEngine:
     model = build_model_from_config(cfg, dm)
     check_data(cfg, dm, model)
     if cfg.model.load_weights:
-        load_model_weights(model, load_checkpoint(cfg.model.load_weights),
-                           source=cfg.model.load_weights, strict=cfg.model.load_strict)
+        path = zoo.resolve_weights(cfg.model.load_weights)
+        load_model_weights(model, load_checkpoint(path), source=path,
+                           strict=cfg.model.load_strict)
     t = cfg.train
     optimizer = build_tfclip_optimizer(
         model, lr=t.lr, weight_decay=t.weight_decay, bias_lr_factor=t.bias_lr_factor,

@@ -24,6 +24,7 @@ import os
 from typing import Any, Callable
 
 from .. import compat
+from . import zoo
 from .clip_memory import CLIPMemory, aggregate_identity_means
 from .factory import (
     build_tfclip,
@@ -64,3 +65,4 @@ def _torchreid_factory(arch: str) -> Callable[..., TFCLIP]:
 for _name in TORCHREID_MODELS:
     compat.register_model(_name, _torchreid_factory(_name))
 compat.route_pretrained_weights(TFCLIP, load_weights_in_place)
+compat.route_model_names(zoo.is_zoo)

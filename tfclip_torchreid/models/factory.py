@@ -30,6 +30,7 @@ from ..utils.checkpoint import load_checkpoint, read_header
 from .backbone import resolve_openai_weights
 from .key_mapping import convert_authors_state_dict, is_authors_state_dict
 from .tfclip import TFCLIP, TFCLIPConfig
+from .zoo import is_zoo, resolve_weights, zoo_model_kwargs
 
 __all__ = ["build_tfclip", "create_model", "model_config", "list_archs", "get_model_config",
            "load_model_weights", "load_tfclip", "load_weights_in_place",
@@ -109,6 +110,7 @@ def build_tfclip(
     pretrained: Union[None, bool, str] = None,
     cache_dir: str | None = None,
     loss: str | None = None,
+    weights: str | None = None,
     **overrides: Any,
 ) -> TFCLIP:
     """Build a :class:`~.tfclip.TFCLIP`.
@@ -123,6 +125,9 @@ def build_tfclip(
         cache_dir: open_clip/HF cache folder for ``"openai"``.
         loss: torchreid's ``loss`` (``"softmax"``/``"triplet"``: the training forward returns
             what torchreid's engines expect) or None (every head, :class:`~.tfclip.TFCLIPOutput`).
+        weights: trained weights to load: a checkpoint file (ours, the TF-CLIP authors' or
+            CLIP-ReID's layout) or ``"zoo:NAME"`` (downloaded once, see :mod:`.zoo`; the entry's
+            identities, cameras and switches are used, ``overrides`` still apply).
         **overrides: any option of :class:`~.config.TFCLIPConfig` (``use_memory``, ``use_ssp``,
             ``ssp_form``, ``temporal``, ``test_feature``, ``stride``, ...). None (or
             ``stride=0``) keeps the arch default.
@@ -132,8 +137,19 @@ def build_tfclip(
         >>> m.cfg.ssp_form, m.cv_embed is None
         ('paper', True)
     """
+    if weights is not None and is_zoo(weights):
+        spec = zoo_model_kwargs(weights)
+        if spec.arch != arch:
+            raise ValueError(f"{weights} holds a {spec.arch} model, not {arch}: build "
+                             f"{spec.arch} (e.g. build_tfclip({spec.arch!r}, weights=...))")
+        num_classes, camera_num = spec.num_classes, spec.camera_num
+        overrides = {**spec.switches, **overrides}
     cfg = model_config(arch, num_classes, camera_num, **overrides)
-    return create_model(cfg, pretrained, cache_dir, loss)
+    model = create_model(cfg, None if weights else pretrained, cache_dir, loss)
+    if weights is not None:
+        path = resolve_weights(weights)
+        load_model_weights(model, load_checkpoint(path), source=path, strict=True)
+    return model
 
 
 def create_model(cfg: TFCLIPConfig, pretrained: Union[None, bool, str] = None,
@@ -276,13 +292,24 @@ def load_weights_in_place(model: TFCLIP, path: str) -> None:
     """Make ``model`` the model the file at ``path`` describes, then load its weights.
 
     For torchreid's ``FeatureExtractor(model_name=..., model_path=...)``, which builds the named
-    model with ``num_classes=1`` before loading: a self-describing checkpoint of the same
-    architecture re-initialises ``model`` in place with the checkpoint's configuration (its
-    identities, cameras, switches) and loads strictly; another architecture is an error. A file
+    model with ``num_classes=1`` before loading: a self-describing checkpoint (or a
+    ``"zoo:NAME"``) of the same architecture re-initialises ``model`` in place with the
+    configuration it describes (identities, cameras, switches) and loads strictly; another
+    architecture is an error. A file
     that does not describe itself (a plain state dict, the authors' checkpoints) must supply
     every weight the test feature uses; only classifiers, the identity bank and the prompt /
     SSP modules (training-only) may be absent or sized for another dataset.
     """
+    if is_zoo(path):  # the zoo entry describes the model
+        spec = zoo_model_kwargs(path)
+        if spec.arch == model.cfg.arch:
+            training, loss = model.training, model.loss
+            cfg = model_config(spec.arch, spec.num_classes, spec.camera_num, **spec.switches)
+            TFCLIP.__init__(model, cfg, loss=loss)
+            model.train(training)
+        path = resolve_weights(path)
+        load_model_weights(model, load_checkpoint(path), source=path, strict=True)
+        return
     checkpoint = load_checkpoint(path)
     header = read_header(checkpoint)
     if header is not None:

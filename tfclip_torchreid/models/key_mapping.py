@@ -1,6 +1,8 @@
-"""The one place that maps the authors' TF-CLIP parameter names to ours.
+"""The one place that maps other implementations' parameter names to ours.
 
-Authors' model (``model_TFCLIP``, spec sections 1-5) -> :class:`~.tfclip.TFCLIP`:
+Two layouts share most names: the TF-CLIP authors' model (``docs/released_vs_paper.md``) and
+CLIP-ReID's ``build_transformer`` (the official checkpoints of the model zoo, :mod:`.zoo`), which
+TF-CLIP's code grew out of. Both map onto :class:`~.tfclip.TFCLIP`:
 
 ============================================  ===============================================
 authors' key                                   ours
@@ -17,7 +19,11 @@ authors' key                                   ours
                                                cross_attn,mlp}, out_proj, alpha, norm)
 ``TMD.resblocks.0.message_{fc,ln,attn}.*``     ``temporal.message_{fc,ln,attn}.*``
 ``TMD.resblocks.0.{ln_1,attn,ln_2,mlp}.*``     ``temporal.diffusion.{ln_1,attn,ln_2,mlp}.*``
-``bottleneck*``, ``classifier*``               unchanged
+``classifier.weight`` (CLIP-ReID's CLS head)     ``classifier2.weight`` (the TF-CLIP authors'
+                                               name for the same head; they have no
+                                               ``classifier.``)
+``prompt_learner.*``, ``text_encoder.*``       unchanged (CLIP-ReID's text bank)
+other ``bottleneck*``, ``classifier*``         unchanged
 ============================================  ===============================================
 
 The authors' RN50 (a CLIP ModifiedResNet with last stride 1) uses OpenAI's RN50 names, which are
@@ -46,11 +52,12 @@ import torch
 __all__ = ["convert_authors_state_dict", "convert_authors_key", "is_authors_state_dict",
            "AUTHORS_PREFIXES"]
 
-# authors' submodule prefix -> our submodule prefix
+# authors' / CLIP-ReID's submodule prefix -> our submodule prefix
 AUTHORS_PREFIXES: Dict[str, str] = {
     "image_encoder.": "backbone.",
     "SSP.": "ssp.",
     "TMD.": "temporal.",
+    "classifier.": "classifier2.",
 }
 _TMD_MESSAGE = ("message_fc.", "message_ln.", "message_attn.")
 _TMD_BLOCK = ("ln_1.", "attn.", "ln_2.", "mlp.")
@@ -77,10 +84,8 @@ def convert_authors_key(key: str) -> str:
 
 
 def is_authors_state_dict(state: Mapping[str, torch.Tensor]) -> bool:
-    """True if ``state`` uses the authors' full-model names (``image_encoder.``, ``TMD.``...)."""
-    return any(
-        k.split("module.", 1)[-1].startswith(tuple(AUTHORS_PREFIXES)) for k in state
-    )
+    """True if ``state`` uses the authors' or CLIP-ReID's names (``image_encoder.``...)."""
+    return any(k.split("module.", 1)[-1].startswith("image_encoder.") for k in state)
 
 
 def convert_authors_state_dict(
