@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import time
 
@@ -423,9 +422,10 @@ def test_clip_memory_set_and_identity_means():
     with pytest.raises(ValueError, match=r"\(num_classes, dim\) = \(6, 64\)"):
         model.memory.set(torch.randn(Y + 1, model.embed_dim))
     assert "memory.bank" in model.state_dict() and "memory.rows_set" in model.state_dict()
-    feats = torch.arange(8.0).view(4, 2)
+    feats = torch.tensor([[0.0, 1.0], [2.0, 5.0], [4.0, 3.0], [100.0, 100.0]])
     means = aggregate_identity_means(feats, torch.tensor([1, 0, 1, -1]), 2)
-    torch.testing.assert_close(means, torch.tensor([[2.0, 3.0], [2.0, 3.0]]))
+    # row k = mean of label k's rows; the junk row (-1) is left out
+    torch.testing.assert_close(means, torch.tensor([[2.0, 5.0], [2.0, 2.0]]))
     with pytest.raises(ValueError, match=r"identities have no tracklet .*labels 2"):
         aggregate_identity_means(feats, torch.tensor([0, 1, 1, 0]), 3)
     with pytest.raises(ValueError, match="1-D tensor"):
@@ -439,4 +439,6 @@ def test_models_package_env_weights(monkeypatch, tmp_path):
     monkeypatch.setenv("TFCLIP_CLIP_WEIGHTS", path)
     model = compat.build_model("tfclip_tiny", num_classes=Y, pretrained=True)
     _check_loaded(model, src)
-    assert os.environ["TFCLIP_CLIP_WEIGHTS"] == path
+    monkeypatch.delenv("TFCLIP_CLIP_WEIGHTS")  # without it, pretrained=True asks for 'openai'
+    with pytest.raises(ValueError, match="no OpenAI CLIP weights"):
+        compat.build_model("tfclip_tiny", num_classes=Y, pretrained=True)
