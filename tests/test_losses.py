@@ -1,4 +1,4 @@
-"""TF-CLIP losses against hand computations in plain torch ops (spec §6, paper Eq. 10)."""
+"""TF-CLIP losses against hand computations in plain torch ops (docs/released_vs_paper.md#losses, paper Eq. 10)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""TF-CLIP optimiser groups and the per-epoch warm-up multi-step schedule (spec §7)."""
+"""TF-CLIP optimiser groups and the per-epoch warm-up multi-step schedule (docs/released_vs_paper.md#optimiser)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ BASE = 5e-6
 
 
 class ToyTFCLIP(nn.Module):
-    """Parameter names shaped like the released model's (spec §5.1, §7)."""
+    """Parameter names shaped like the released model's (docs/released_vs_paper.md#heads, #optimiser)."""
 
     def __init__(self, fc_name: str = "classifier_proj_temp", temporal_name: str = "temporal"):
         super().__init__()

@@ -1,4 +1,4 @@
-"""Clip samplers: the authors' exact rules (TFCLIP_SPEC.md 8.1, 8.4) and torchreid's methods."""
+"""Clip samplers: the authors' exact rules (docs/released_vs_paper.md#sampling) and torchreid's methods."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ def s(num, method, seq_len=8, rng=None):
     return sample_clip_indices(num, seq_len, method, rng=rng).tolist()
 
 
-# ---- worked examples of the spec -----------------------------------------------------------
+# ---- worked examples of the authors' rules -----------------------------------------------------------
 def test_rrs_test_examples():
     assert s(20, "rrs_test") == [[0, 3, 6, 9, 12, 15, 18, 19]]
     assert s(64, "rrs_test") == [[0, 8, 16, 24, 32, 40, 48, 56]]
@@ -43,7 +43,7 @@ def test_rrs_num9_chunk_structure():
 
 def test_rrs_num20_tail_chunks():
     # c=3, padded list 0..19,19,19,19 -> chunks [0,1,2] ... [15,16,17] [18,19,19] [19,19,19]:
-    # pick 6 is 18 w.p. 1/3 and 19 w.p. 2/3; pick 7 is always 19 (the spec's "last chunk
+    # pick 6 is 18 w.p. 1/3 and 19 w.p. 2/3; pick 7 is always 19 (the documented "last chunk
     # [18,19,19]" is the last chunk holding a distinct frame).
     rng = np.random.default_rng(1)
     picks = np.array([s(20, "rrs", rng=rng)[0] for _ in range(3000)])

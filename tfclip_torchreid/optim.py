@@ -1,4 +1,4 @@
-"""Optimiser and learning-rate schedule of TF-CLIP (spec §7; paper "Experiment Settings").
+"""Optimiser and learning-rate schedule of TF-CLIP (docs/released_vs_paper.md#optimiser, #schedule; paper "Experiment Settings").
 
 :func:`build_tfclip_optimizer` reproduces the authors' ``make_optimizer_2stage``: Adam with coupled
 L2 weight decay (not AdamW), betas (0.9, 0.999), eps 1e-8; parameters with
@@ -9,7 +9,7 @@ L2 weight decay (not AdamW), betas (0.9, 0.999), eps 1e-8; parameters with
   classifier; the other classifiers stay at the base lr;
 * one of ``temporal_name_patterns``: lr x ``temporal_lr_factor``. The released code meant a 10x
   group for the temporal module ("SAT") but its names never match, so it is dead: the default
-  factor 1.0 is the released behaviour, 10.0 the apparent intention (spec §7, §12.2 item 9).
+  factor 1.0 is the released behaviour, 10.0 the apparent intention (docs/released_vs_paper.md#optimiser).
 
 The factors multiply, as in the authors' code. A name pattern matches a parameter when its full
 name (``model.named_parameters()``, case-sensitive) has the pattern at the start of one of its
@@ -90,7 +90,7 @@ def build_tfclip_optimizer(
     eps: float = 1e-8,
     fused: bool | None = None,
 ) -> torch.optim.Adam:
-    """Adam with the TF-CLIP per-parameter learning rates and weight decays (spec §7).
+    """Adam with the TF-CLIP per-parameter learning rates and weight decays (docs/released_vs_paper.md#optimiser).
 
     Args:
         model: the model (a DDP / DataParallel / compiled wrapper works too: the

@@ -1,6 +1,6 @@
 """Benchmark tfclip_torchreid.metrics.evaluate_rank against torchreid's rankers.
 
-Random re-id problems shaped like real test sets (TOOLKIT_NOTES section 3): identities seen
+Random re-id problems shaped like real test sets: identities seen
 by several cameras, one query per chosen (identity, camera), at least one gallery item per
 (identity, camera) plus extras, features = identity centre N(0, 1) + noise N(0, sigma^2), and
 distances from torchreid's ``compute_distance_matrix`` (squared Euclidean, float32).

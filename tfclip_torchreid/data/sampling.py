@@ -4,7 +4,7 @@ TF-CLIP (Yu et al., AAAI 2024, Sec. "Implementation Details") trains on 8-frame 
 Restricted Random Sampling (RRS) and, in the released code, tests with *all* frames of a tracklet
 cut into consecutive 8-frame clips. The released code's samplers differ from the textbook RRS of
 Li et al. (CVPR 2018, "S equal segments"); this module reproduces the released rules exactly
-(TFCLIP_SPEC.md 8.1 and 8.4) and also offers torchreid's own ``evenly`` / ``random`` / ``all``
+(docs/released_vs_paper.md#sampling) and also offers torchreid's own ``evenly`` / ``random`` / ``all``
 (whose logic lives inline in torchreid's ``VideoDataset.__getitem__`` and is therefore
 re-expressed here, with the same semantics, on a seedable generator).
 

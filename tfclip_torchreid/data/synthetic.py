@@ -5,7 +5,7 @@ The generated folders are read by the *unmodified* loaders: torchreid's ``Mars``
 (through ``torchreid.data.VideoDataManager`` or ``compat.init_video_dataset``) and ``Market1501``
 (``ImageDataManager`` / ``init_image_dataset``), and this package's
 :class:`~tfclip_torchreid.data.datasets.lsvid.LSVID`. They are meant for tests, demos and smoke
-runs of the whole pipeline without the real data (TFCLIP_SPEC.md section 9 describes the formats).
+runs of the whole pipeline without the real data (docs/datasets.md describes the formats).
 
 Each identity is a pedestrian-like figure (head and hair, torso, two arms, two legs, shoes, an
 optional shoulder bag) with its own clothing colours (drawn from a small shared palette, so colours

@@ -1,7 +1,7 @@
 """Sequence-level transforms: a list of PIL frames -> a ``(T, 3, H, W)`` float tensor.
 
 The paper (Implementation Details; supplement Sec. 1) says "random flipping and random erasing
-(Zhong et al. 2020)" on 8-frame clips resized to 256x128. The released code (TFCLIP_SPEC.md 8.3)
+(Zhong et al. 2020)" on 8-frame clips resized to 256x128. The released code (docs/released_vs_paper.md#transforms)
 does, in order:
 
 1. resize every frame to ``H x W`` with PIL bilinear (no padding, no random crop);

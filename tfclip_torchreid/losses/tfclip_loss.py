@@ -1,6 +1,6 @@
-"""The full TF-CLIP training objective (paper Eq. 11; spec §6, §12.2 items 4-5).
+"""The full TF-CLIP training objective (paper Eq. 11; docs/released_vs_paper.md#losses).
 
-Paper Eq. 11: ``L = L_V2M + L_tri + L_ce``. The released code (followed here, spec §6) uses
+Paper Eq. 11: ``L = L_V2M + L_tri + L_ce``. The released code (followed here; docs/released_vs_paper.md#losses) uses
 
 ``L = id_weight      * sum_h CE_ls(id_logits[h])          (0.25; 3 heads: cls, proj, TMD)``
 ``  + triplet_weight * sum_h Tri(features[h])              (1.0; batch-hard, margin 0.3)``

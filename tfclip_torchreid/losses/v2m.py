@@ -1,4 +1,4 @@
-"""Video-to-memory (V2M) loss of TF-CLIP (paper Eq. 10; spec §3.6, §6, §12.2 item 4).
+"""Video-to-memory (V2M) loss of TF-CLIP (paper Eq. 10; docs/released_vs_paper.md#v2m).
 
 Two forms, selected by ``form``:
 
@@ -20,7 +20,7 @@ Two forms, selected by ``form``:
     sampling every identity has K positives, so this equals the mean over the B sequences.
 
 The released code differs from the paper in direction, similarity (dot vs cosine), the set the
-softmax runs over (all Y memories vs the batch) and label smoothing; see spec §6.
+softmax runs over (all Y memories vs the batch) and label smoothing; see docs/released_vs_paper.md#v2m.
 
 Example:
     >>> import torch

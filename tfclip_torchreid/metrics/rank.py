@@ -1,6 +1,6 @@
 """Fast CMC / mAP / mINP evaluation with torchreid's market1501 protocol.
 
-Protocol (torchreid ``eval_market1501``; TF-CLIP's ``utils/metrics.py``, spec section 10): for
+Protocol (torchreid ``eval_market1501``; TF-CLIP's ``utils/metrics.py``; docs/released_vs_paper.md#evaluation): for
 each query, gallery items with the same pid *and* the same camera are removed ("junk"); the
 query is skipped when no true match (same pid, other camera) is left. Over the valid queries:
 

@@ -4,7 +4,7 @@ Paper: ``M_{y_i} = 1/N_i * sum_{v_a in y_i} v_a`` where ``v_a`` is the sequence 
 average of the projected CLS, Eq. 3) of a tracklet of identity ``y_i`` from the *frozen*
 pretrained encoder; ``M`` in R^{Y x d}.
 
-Released code (spec section 2): computed once before epoch 1 with the freshly loaded encoder
+Released code (docs/released_vs_paper.md#clip-memory): computed once before epoch 1 with the freshly loaded encoder
 (no separate frozen copy), every training tracklet embedded densely (8-frame clips, tail
 cycled, no SIE), mean over frames, then clips, then the identity's tracklets; no L2
 normalisation; a constant afterwards. The authors' rows silently misalign if an identity has

@@ -2,7 +2,7 @@
 
 Paper: a label-smoothed cross-entropy on the sequence features (Eq. 11); heads unspecified.
 
-Released code (spec 5.1): every feature goes through a BatchNorm1d "bottleneck" (weight 1, bias 0
+Released code (docs/released_vs_paper.md#heads): every feature goes through a BatchNorm1d "bottleneck" (weight 1, bias 0
 and **frozen**, ``requires_grad=False``) and a **bias-free** linear classifier initialised
 N(0, 0.001^2). Authors' names, kept so their checkpoints load and name-based lr rules apply:
 

@@ -4,7 +4,7 @@ Paper: ``P = Transdecoder(query=M, key=V, value=V)`` (Eq. 4) with N blocks of mu
 cross-attention + FFN, ``M' = M + P`` (Eq. 5), and the V2M loss on cosine similarities
 ``<v_p, M'_y>`` (Eq. 10). Here V is the batch's sequence features (B x d).
 
-Released code (spec section 3, class ``ImageSpecificPrompt``), the default ``form="released"``:
+Released code (docs/released_vs_paper.md#ssp; class ``ImageSpecificPrompt``), the default ``form="released"``:
 
 * key/value = **each sample's own** frame-averaged projected token map (B x 129 x 512), through
   ``memory_proj`` = LN -> Linear -> LN; query = the memory through ``text_proj`` = LN -> Linear;

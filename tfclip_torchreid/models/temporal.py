@@ -12,7 +12,7 @@ features f_t (Section "CLIP-Memory", ``f_t = VP(z_t,0)``):
   CLS token is the sequence feature.
 
 Released code: these modules are not in the released model (only an unused ``Visual_Prompt.py``,
-spec 13). Reconstructed from the parameter counts (spec 11.2 "Supplement Table 5 check"): each
+never run). Reconstructed from the parameter counts (docs/complexity.md): each
 had a 77 x 512 frame-position embedding (here added to the frame features by all three, so it
 is trained rather than dead) and its own BN + classifier head. Not reproduced: the extra
 (T+1) x 512 table of ActionCLIP's ``Transf_cls`` (one table covers both uses here), so

@@ -3,11 +3,11 @@
 Importing this package registers with torchreid's video-dataset registry (so that
 ``VideoDataManager(sources=...)`` and ``init_video_dataset`` know them):
 
-* ``lsvid``: :class:`~.lsvid.LSVID`, with the authors' 48-frame training chunks (TFCLIP_SPEC 9.2);
+* ``lsvid``: :class:`~.lsvid.LSVID`, with the authors' 48-frame training chunks (docs/datasets.md#ls-vid);
 * ``lsvid_unchunked``: the same with whole training tracklets;
 * ``ilidsvid_first_half_train``: torchreid's iLIDS-VID with the halves of each split swapped, i.e.
   training on the first half of each ``ls_set`` row as the TF-CLIP authors' code does
-  (TFCLIP_SPEC 9.3); torchreid's ``ilidsvid`` trains on the second half (Wang et al. ECCV'14).
+  (docs/datasets.md#ilids-vid); torchreid's ``ilidsvid`` trains on the second half (Wang et al. ECCV'14).
 
 :func:`check_dataset_layout` turns a missing dataset into a FileNotFoundError that shows the
 expected tree (see :mod:`.layouts`); :func:`num_splits` gives the number of train/test splits of a
@@ -50,7 +50,7 @@ class ILIDSVIDFirstHalfTrain(_iLIDSVID):
 
     torchreid (after Wang et al. ECCV'14) tests on the first 150 identities of each ``ls_set``
     row and trains on the last 150; the TF-CLIP authors' loader trains on the first half
-    (TFCLIP_SPEC.md 9.3). Query = cam1 and gallery = cam2 as in torchreid.
+    (docs/datasets.md#ilids-vid). Query = cam1 and gallery = cam2 as in torchreid.
 
     Example:
         >>> from tfclip_torchreid import compat

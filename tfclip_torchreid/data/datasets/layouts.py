@@ -7,7 +7,7 @@ Market-1501 and DukeMTMC-reID try to download (the PyPI package then dies on
 different message), MSMT17 stops on ``AssertionError: Dataset folder not found`` and MARS/PRID2011
 raise a vague ``RuntimeError``. :func:`check_dataset_layout` raises a :class:`FileNotFoundError` instead that
 names what is missing, draws the expected tree and says where the data comes from
-(TOOLKIT_NOTES.md 1.3 i, 1.4; TFCLIP_SPEC.md section 9).
+(docs/torchreid.md#dataset-downloads; docs/datasets.md).
 
 Example:
     >>> from tfclip_torchreid.data.datasets.layouts import check_dataset_layout

@@ -1,6 +1,6 @@
 """LS-VID (Li et al., "Global-Local Temporal Representations for Video Person Re-Identification",
 ICCV 2019) as a torchreid video dataset, parsed the way the TF-CLIP authors' loader parses it
-(TFCLIP_SPEC.md 9.2).
+(docs/datasets.md#ls-vid).
 
 * Files: ``list_sequence/list_seq_{train,test}.txt`` and ``test/data/info_test.mat`` (the public
   archive), or the same under ``info/`` (``info/list_sequence/...``, ``info/data/info_test.mat``,
@@ -22,7 +22,7 @@ frames, the last chunk taking the remainder (48..95 frames); each chunk is a sep
 "tracklet" for the identity sampler, the clip sampler and the CLIP-Memory average. Tracklets of fewer
 than 48 frames are dropped, as in the authors' code, **except** for an identity all of whose
 tracklets are shorter: the authors' code silently loses such an identity (its classifier and memory
-rows then belong to no data and later rows shift, TFCLIP_SPEC.md 13); here its tracklets are kept
+rows then belong to no data and later rows shift, docs/released_vs_paper.md#known-bugs-fixed); here its tracklets are kept
 whole and a warning says how many identities this concerns, so labels stay 0..Y-1 and every label
 has data. ``train_chunk=0`` (registered as ``lsvid_unchunked``) keeps the plain tracklet list.
 
