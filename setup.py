@@ -14,29 +14,17 @@ def read_version() -> str:
     raise RuntimeError("no __version__ in tfclip_torchreid/__init__.py")
 
 
-# torchreid on PyPI (0.2.5) declares no dependencies at all: everything it imports is listed
-# here. No version pin on torchreid: the PyPI package is 0.2.5, an upstream install 1.4.x.
-INSTALL_REQUIRES = [
-    "torch>=2.1",
-    "torchvision>=0.16",
-    "torchreid",
-    "open_clip_torch>=2.24",
-    "gdown",  # >= 6.3 bounds timeouts and retries of zoo downloads; older releases work without
-    "filelock",
-    "requests",
-    "tensorboard",
-    "numpy",
-    "scipy",
-    "h5py",
-    "matplotlib",
-    "scikit-learn",
-    "threadpoolctl",
-    "opencv-python-headless",
-    "Pillow",
-    "yacs",
-    "six",
-    "tqdm",
-]
+def read_requirements(name: str) -> list:
+    """Requirement lines of ``requirements/<name>`` (comments stripped)."""
+    here = osp.dirname(osp.abspath(__file__))
+    with open(osp.join(here, "requirements", name)) as f:
+        lines = (line.split("#", 1)[0].strip() for line in f)
+        return [line for line in lines if line]
+
+
+# base.txt: our own needs; pypi-torchreid.txt: the PyPI torchreid and what it imports but does not
+# declare. An upstream torchreid install uses base.txt and `pip install -e . --no-deps` instead.
+INSTALL_REQUIRES = read_requirements("base.txt") + read_requirements("pypi-torchreid.txt")
 
 setup(
     name="tfclip-torchreid",
