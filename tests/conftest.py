@@ -38,3 +38,13 @@ def parity_dir() -> str:
 def _seed():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module: on a busy 2-core machine two spinning OpenMP threads make
+    the tiny test models about 10x slower (use with ``pytest.mark.usefixtures``)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

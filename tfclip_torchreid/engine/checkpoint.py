@@ -111,9 +111,10 @@ class Checkpointer:
         path = save_checkpoint(state, self.latest_path)
         if epoch is not None and self.keep_last > 0:
             epoch_path = osp.join(self.folder, f"epoch_{int(epoch):03d}.pth")
+            link = osp.join(self.folder, f".tmp-link-{int(epoch):03d}.pth")  # see prepare()
             try:
-                os.link(path, epoch_path + ".link")  # same bytes, no second write
-                os.replace(epoch_path + ".link", epoch_path)
+                os.link(path, link)  # same bytes, no second write
+                os.replace(link, epoch_path)
             except OSError:  # file systems without hard links
                 save_checkpoint(state, epoch_path)
             for old in self.epoch_files()[:-self.keep_last]:

@@ -15,7 +15,7 @@ Example:
 from __future__ import annotations
 
 import argparse
-import json
+import dataclasses
 import os
 import os.path as osp
 import sys
@@ -44,7 +44,7 @@ from ..utils import distributed as du
 from ..utils.checkpoint import load_checkpoint, read_header
 from .checkpoint import check_writable
 from .prompt_learning import PromptStageConfig
-from .v2m_engine import VideoV2MEngine
+from .v2m_engine import AMP_MODES, DIST_METRICS, VideoV2MEngine
 
 __all__ = ["build_parser", "config_from_args", "check_config", "build_engine", "run_engine",
            "run_from_config", "main"]
@@ -142,6 +142,10 @@ def check_config(cfg: CfgNode) -> None:
                          f"{list_archs()}")
     model_config(arch, 1, 0, image_size=(cfg.data.height, cfg.data.width),
                  **model_overrides(cfg))  # validates every option and its choices
+    for key, value, choices in (("train.amp", str(cfg.train.amp).lower(), AMP_MODES),
+                                ("test.dist_metric", cfg.test.dist_metric, DIST_METRICS)):
+        if value not in choices:
+            raise ValueError(f"{key} must be one of {'|'.join(choices)}, got {value!r}")
     if cfg.test.evaluate and not cfg.model.load_weights and not resume_path(cfg):
         where = (f" ({osp.join(cfg.data.save_dir, 'checkpoints', 'latest.pth')} does not exist)"
                  if cfg.train.resume == "auto" else "")
@@ -174,18 +178,23 @@ def ensure_synthetic(cfg: CfgNode) -> None:
 
 def build_model_from_config(cfg: CfgNode, dm: Any) -> torch.nn.Module:
     """The model ``cfg`` asks for. With ``--weights`` (or a checkpoint to resume) that describes
-    its model, that description is the base and the config's options override it."""
+    its model, that description is the base and the config's options override it; training
+    from ``--weights`` (fine-tuning) sizes the heads, the memory and the camera table for the
+    training data (weights of other sizes then need ``model.load_strict False``)."""
     weights = cfg.model.load_weights or resume_path(cfg)
     header = _weights_header(weights)
     overrides = model_overrides(cfg)
     image_size = (cfg.data.height, cfg.data.width)
     if header is not None and "zoo" in header:  # the zoo entry describes the model
         spec = header["zoo"]
-        return create_model(model_config(spec.arch, spec.num_classes, spec.camera_num,
-                                         **{**spec.switches, "image_size": image_size,
-                                            **overrides}))
-    if header is not None:
+        mcfg = model_config(spec.arch, spec.num_classes, spec.camera_num,
+                            **{**spec.switches, "image_size": image_size, **overrides})
+    elif header is not None:
         mcfg = model_config_from_checkpoint(load_checkpoint(weights), **overrides)
+    if header is not None:
+        if cfg.model.load_weights and not cfg.test.evaluate:  # fine-tuning: this data's heads
+            mcfg = dataclasses.replace(mcfg, num_classes=dm.num_train_pids,
+                                       camera_num=dm.num_cameras)
         if tuple(mcfg.image_size) != (cfg.data.height, cfg.data.width):
             raise ValueError(f"{weights} was trained on {mcfg.image_size[0]}x{mcfg.image_size[1]}"
                              f" frames but data.height/width are {cfg.data.height}x"
@@ -215,10 +224,13 @@ def build_engine(cfg: CfgNode) -> VideoV2MEngine:
     dm = build_datamanager(cfg, distributed=du.is_dist())
     model = build_model_from_config(cfg, dm)
     check_data(cfg, dm, model)
+    epochs_done = 0
     if cfg.model.load_weights:
         path = zoo.resolve_weights(cfg.model.load_weights)
-        load_model_weights(model, load_checkpoint(path), source=path,
-                           strict=cfg.model.load_strict)
+        weights = load_checkpoint(path)
+        load_model_weights(model, weights, source=path, strict=cfg.model.load_strict)
+        epoch = weights.get("epoch")
+        epochs_done = epoch if isinstance(epoch, int) else 0
     t = cfg.train
     optimizer = build_tfclip_optimizer(
         model, lr=t.lr, weight_decay=t.weight_decay, bias_lr_factor=t.bias_lr_factor,
@@ -233,13 +245,15 @@ def build_engine(cfg: CfgNode) -> VideoV2MEngine:
         frame_weight=loss.frame_weight, margin=loss.margin, label_smooth=loss.label_smooth,
         v2m=model.cfg.v2m)
     cache = t.memory_cache_dir
-    return VideoV2MEngine(
+    engine = VideoV2MEngine(
         dm, model, optimizer, scheduler, criterion=criterion, use_gpu=use_gpu, amp=t.amp,
         grad_clip=t.grad_clip,
         memory_cache_dir=None if cache == "" else ("" if cache.lower() == "none" else cache),
         max_clips_per_forward=cfg.test.max_clips_per_forward, keep_last=t.keep_last,
         compile_model=cfg.model.compile,
         prompt_stage=PromptStageConfig(seed=t.seed, **dict(cfg.stage1.items())))
+    engine.epochs_done = epochs_done  # the weights' epochs (results.json says which model)
+    return engine
 
 
 # ---------------------------------------------------------------------------------- running
@@ -259,6 +273,9 @@ def run_engine(cfg: CfgNode, engine: VideoV2MEngine) -> dict[str, Any]:
     resume = resume_path(cfg)
     if resume:
         start_epoch = engine.resume(resume)
+        if start_epoch >= cfg.train.max_epoch and not cfg.test.evaluate and du.is_main_process():
+            print(f"=> {resume} has finished training ({start_epoch}/{cfg.train.max_epoch} "
+                  f"epochs): evaluating only, no checkpoint is written")
     kwargs = _test_kwargs(cfg)
     out: dict[str, Any] = {"before": None, "after": None}
     if cfg.test.evaluate:
@@ -273,26 +290,8 @@ def run_engine(cfg: CfgNode, engine: VideoV2MEngine) -> dict[str, Any]:
                    start_epoch=start_epoch, print_freq=cfg.train.print_freq,
                    eval_freq=cfg.test.eval_freq, start_eval=cfg.test.start_eval, **fit)
     out["after"] = _snapshot(engine)
-    out["timings"] = dict(engine.timings)
-    write_results(cfg, out, engine)
+    out["timings"] = dict(engine.timings)  # results.json: written by every evaluation
     return out
-
-
-def write_results(cfg: CfgNode, out: dict[str, Any], engine: VideoV2MEngine) -> None:
-    """``<save_dir>/results.json``: one row per test dataset (read by tools/benchmark_table.py)."""
-    if not du.is_main_process():
-        return
-    timings = out.get("timings", {})
-    rows = []
-    for name, res in (out.get("after") or {}).items():
-        rows.append({
-            "model": engine.raw_model.cfg.arch, "dataset": name, **res,
-            "train_s": timings.get("train_s", 0.0) + timings.get("memory_s", 0.0),
-            "evaluate_only": bool(cfg.test.evaluate),
-        })
-    os.makedirs(cfg.data.save_dir, exist_ok=True)
-    with open(osp.join(cfg.data.save_dir, "results.json"), "w") as f:
-        json.dump(rows[0] if len(rows) == 1 else rows, f, indent=2)
 
 
 def run_from_config(cfg: CfgNode) -> dict[str, Any]:

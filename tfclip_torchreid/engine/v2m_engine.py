@@ -31,7 +31,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import math
+import os
 import os.path as osp
 import sys
 import time
@@ -61,7 +63,12 @@ try:  # tqdm ships with torchreid's and open_clip's dependencies
 except ImportError:  # pragma: no cover
     tqdm = None
 
-__all__ = ["VideoV2MEngine"]
+__all__ = ["VideoV2MEngine", "AMP_MODES", "DIST_METRICS"]
+
+#: ``amp`` settings of :class:`VideoV2MEngine` (``train.amp``)
+AMP_MODES = ("auto", "bf16", "fp16", "off")
+#: distance metrics of torchreid's ``compute_distance_matrix`` (``test.dist_metric``)
+DIST_METRICS = ("euclidean", "cosine")
 
 
 class _NullWriter:
@@ -140,6 +147,8 @@ class VideoV2MEngine(compat.Engine):
         self.show_progress = (sys.stderr.isatty() if progress is None else bool(progress)) and (
             tqdm is not None and is_main_process())
         self.save_dir = "log"
+        self.epochs_done = 0  # epochs trained (or restored) so far, as in the checkpoints
+        self.test_only = False
         self.results: dict[str, dict] = {}
         self.timings: dict[str, float] = {}
         self._bar = None
@@ -155,8 +164,8 @@ class VideoV2MEngine(compat.Engine):
 
     def _set_precision(self, amp: str) -> None:
         amp = amp.lower()
-        if amp not in ("auto", "bf16", "fp16", "off"):
-            raise ValueError(f"amp must be one of auto|bf16|fp16|off, got {amp!r}")
+        if amp not in AMP_MODES:
+            raise ValueError(f"amp must be one of {'|'.join(AMP_MODES)}, got {amp!r}")
         if amp == "auto":
             amp = "bf16" if self.device.type == "cuda" else "off"
         self.amp = amp
@@ -195,6 +204,7 @@ class VideoV2MEngine(compat.Engine):
         """torchreid's ``Engine.run``; rank 0 alone writes logs and checkpoints. The checkpoint
         folder is checked (writable, stale temp files removed) before anything is computed."""
         self.save_dir = save_dir
+        self.test_only = bool(kwargs.get("test_only"))
         self.checkpointer = Checkpointer(save_dir, self.keep_last, enabled=self.is_main)
         if not kwargs.get("test_only"):
             self.checkpointer.prepare()
@@ -228,20 +238,43 @@ class VideoV2MEngine(compat.Engine):
         if self.is_main:
             print(f"=> epoch {self.epoch + 1}/{self.max_epoch} done in {seconds:.1f} s, "
                   f"lr {self.get_current_lr():.2e}", flush=True)
-        self.checkpointer.save(self.checkpoint_state(self.epoch), self.epoch + 1)
+        self.epochs_done = self.epoch + 1
+        self.checkpointer.save(self.checkpoint_state(self.epoch), self.epochs_done)
 
     def save_model(self, epoch: int, rank1: float, save_dir: str, is_best: bool = False) -> None:
         """torchreid calls this after each evaluation. Checkpoints are written once per epoch by
         :meth:`train` (never selected on the test set), so there is nothing to write here."""
 
-    def test(self, *args: Any, **kwargs: Any) -> float:
-        """torchreid's ``Engine.test``, made RNG-neutral: evaluating during training (or not)
-        leaves the training trajectory unchanged, and resumed runs stay exact."""
+    def test(self, dist_metric: str = "euclidean", normalize_feature: bool = False,
+             visrank: bool = False, visrank_topk: int = 10, save_dir: str = "",
+             use_metric_cuhk03: bool = False, ranks: Iterable[int] = (1, 5, 10, 20),
+             rerank: bool = False) -> float:
+        """torchreid's ``Engine.test``, made RNG-neutral (evaluating during training or not
+        leaves the training trajectory unchanged, and resumed runs stay exact); with a
+        ``save_dir``, every evaluation writes ``<save_dir>/results.json`` at once."""
         state = rng_state()
         try:
-            return super().test(*args, **kwargs)
+            rank1 = super().test(dist_metric, normalize_feature, visrank, visrank_topk, save_dir,
+                                 use_metric_cuhk03, list(ranks), rerank)
         finally:
             set_rng_state(state)
+        if save_dir and self.is_main:
+            self.write_results(osp.join(save_dir, "results.json"))
+        return rank1
+
+    def write_results(self, path: str) -> None:
+        """The last evaluation as JSON: one row per test dataset (a single row: an object), with
+        the epochs trained, the training time and whether the run only evaluated (read by
+        ``tools/benchmark_table.py``). Written atomically."""
+        train_s = self.timings.get("train_s", 0.0) + self.timings.get("memory_s", 0.0)
+        rows = [{"model": self.raw_model.cfg.arch, "dataset": name, **res,
+                 "epoch": self.epochs_done, "train_s": train_s, "evaluate_only": self.test_only}
+                for name, res in self.results.items()]
+        os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(rows[0] if len(rows) == 1 else rows, f, indent=2)
+        os.replace(tmp, path)
 
     def forward_backward(self, data: dict) -> OrderedDict:
         """One optimisation step on a batch of clips; returns the logged loss terms."""
@@ -477,13 +510,15 @@ class VideoV2MEngine(compat.Engine):
         print(f"=> {name}: {qshape[0]} query x {num_gallery} gallery tracklets"
               f"{' (gallery includes query)' if with_query else ''}, {qshape[1]}-d features, "
               f"{self.timings['extract_frames']} frames at {fps:.1f} frames/s")
-        if r.num_valid < r.num_query:
+        unmatched = r.num_query - r.num_valid
+        if unmatched:
             warnings.warn(
-                f"{name}: {r.num_query - r.num_valid} of {r.num_query} queries have no true "
+                f"{name}: {unmatched} of {r.num_query} queries have no true "
                 f"match in the gallery (same id, other camera) and are left out of CMC/mAP",
                 stacklevel=2)
         print("** Results **")
-        print(f"queries: {r.num_valid} evaluated of {r.num_query}")
+        print(f"queries: {r.num_valid} evaluated of {r.num_query}" + (
+            f" ({unmatched} without a true match in the gallery, left out)" if unmatched else ""))
         print(f"mAP: {r.mAP:.1%}")
         print(f"mINP: {r.mINP:.1%}")
         print("CMC curve")
@@ -528,6 +563,7 @@ class VideoV2MEngine(compat.Engine):
         if self.scaler is not None and state.get("scaler") is not None:
             self.scaler.load_state_dict(state["scaler"])
         self.memory_cache_key = state.get("memory_cache_key", "")
+        self.epochs_done = int(state["epoch"])
         if state.get("rng") is not None:
             set_rng_state(state["rng"])
         self._prompt_resume = state.get("prompt_stage")

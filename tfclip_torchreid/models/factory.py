@@ -28,6 +28,7 @@ from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 
 from ..utils.checkpoint import load_checkpoint, read_header
 from .backbone import resolve_openai_weights
+from .config import option_fields
 from .key_mapping import convert_authors_state_dict, is_authors_state_dict
 from .tfclip import TFCLIP, TFCLIPConfig
 from .zoo import is_zoo, resolve_weights, zoo_model_kwargs
@@ -193,6 +194,25 @@ def _unwrap(checkpoint: Mapping[str, Any]) -> Dict[str, torch.Tensor]:
     return state
 
 
+#: fields that shape the network itself: weights of another value never belong to the model
+_NETWORK_FIELDS = tuple(f["name"] for f in option_fields(("arch",)) if f["name"] != "openai_model")
+
+
+def _config_differences(header: Mapping[str, Any] | None, model: TFCLIP
+                        ) -> Dict[str, tuple]:
+    """``{option: (checkpoint value, model value)}`` where the model config a checkpoint
+    describes and ``model.cfg`` differ ({} for files that do not describe their model)."""
+    if header is None or not header.get("model_cfg"):
+        return {}
+    ours = model.cfg.to_dict()
+    return {k: (v, ours[k]) for k, v in header["model_cfg"].items()
+            if k in ours and k != "arch" and v != ours[k]}
+
+
+def _describe(differences: Mapping[str, tuple]) -> str:
+    return "; ".join(f"{k} {a!r} (model: {b!r})" for k, (a, b) in differences.items())
+
+
 def load_model_weights(
     model: TFCLIP,
     checkpoint: Mapping[str, Any],
@@ -219,6 +239,13 @@ def load_model_weights(
             f"the checkpoint{f' {source}' if source else ''} holds a {header['arch']} model, "
             f"not {model.cfg.arch}: build {header['arch']} (e.g. --arch {header['arch']}), or "
             f"use load_tfclip(path), which rebuilds the model the file describes")
+    differences = _config_differences(header, model)
+    network = {k: v for k, v in differences.items() if k in _NETWORK_FIELDS}
+    if network:
+        raise ValueError(
+            f"the checkpoint{f' {source}' if source else ''} holds another {model.cfg.arch} "
+            f"network: {_describe(network)}. Build the model the file describes "
+            f"(load_tfclip(path), or omit these options)")
     state = _unwrap(checkpoint)
     if is_authors_state_dict(state):
         state = convert_authors_state_dict(state)
@@ -238,6 +265,8 @@ def load_model_weights(
             parts.append(f"missing {missing[:6]}{' ...' if len(missing) > 6 else ''}")
         if unexpected:
             parts.append(f"unexpected {unexpected[:6]}{' ...' if len(unexpected) > 6 else ''}")
+        if differences:
+            parts.insert(0, "the checkpoint's model differs: " + _describe(differences))
         raise ValueError(
             f"checkpoint{where} does not fit the model ({model.cfg.arch}, num_classes="
             f"{model.num_classes}, camera_num={model.cfg.camera_num}, temporal="
