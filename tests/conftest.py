@@ -12,7 +12,10 @@ os.environ.setdefault("TFCLIP_CACHE", tempfile.mkdtemp(prefix="tfclip-test-cache
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# One intra-op thread: the test models are tiny, and on a busy 2-core machine two spinning
+# OpenMP threads make them about 10x slower. Subprocesses (CLI, torchrun) inherit OMP_NUM_THREADS.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(1)
 
 PARITY_DIR = os.environ.get(
     "TFCLIP_PARITY_DIR",
@@ -38,13 +41,3 @@ def parity_dir() -> str:
 def _seed():
     torch.manual_seed(0)
     yield
-
-
-@pytest.fixture(scope="module")
-def one_thread():
-    """One intra-op thread for a module: on a busy 2-core machine two spinning OpenMP threads make
-    the tiny test models about 10x slower (use with ``pytest.mark.usefixtures``)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

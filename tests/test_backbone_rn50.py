@@ -237,7 +237,7 @@ def test_authors_tfclip_rn50_checkpoint_loads_through_key_mapping(tmp_path):
     ref = authors_layout_reference(seed=5)
     visual = ref.state_dict()
     authors = {"module.image_encoder." + k: v for k, v in visual.items()}  # DataParallel
-    authors.update({"module.classifier.weight": torch.zeros(7, 64),
+    authors.update({"module.classifier2.weight": torch.zeros(7, 64),
                     "module.bottleneck.weight": torch.ones(64)})
     # the authors' RN50 names and shapes (OpenAI's names; 129 x 2048-channel table at full size)
     for key, shape in (("image_encoder.conv1.weight", (8, 3, 3, 3)),
@@ -250,7 +250,7 @@ def test_authors_tfclip_rn50_checkpoint_loads_through_key_mapping(tmp_path):
     converted = convert_authors_state_dict(authors)
     backbone = {k[len("backbone."):]: v for k, v in converted.items() if k.startswith("backbone.")}
     assert set(converted) - {"backbone." + k for k in backbone} == {
-        "classifier.weight", "bottleneck.weight"}
+        "classifier2.weight", "bottleneck.weight"}
     module_level = convert_authors_state_dict(
         {k[len("module.image_encoder."):]: v for k, v in authors.items() if "image_encoder" in k},
         prefix="image_encoder.")

@@ -17,7 +17,6 @@ from tfclip_torchreid import compat
 from tfclip_torchreid.data.synthetic import make_synthetic_dataset
 from tfclip_torchreid.engine.runner import build_engine, build_parser, config_from_args, main
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 SIZES = dict(height=64, width=32, num_train_ids=8, num_test_ids=8, num_distractors=40, num_junk=2,
              min_len=3, max_len=14)
 

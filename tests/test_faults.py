@@ -35,7 +35,6 @@ from tfclip_torchreid.utils.rng import rng_state
 SIZES = dict(height=64, width=32, num_train_ids=8, num_test_ids=8, num_distractors=40, num_junk=2,
              min_len=3, max_len=14)
 MAX_EPOCH = 3
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
