@@ -170,14 +170,16 @@ def test_query_gallery_ranking_and_pictures(data, tmp_path, capsys):
     by_query = {}
     for row in rows:
         by_query.setdefault(row["query"], []).append(row)
-    assert set(by_query) == {it["name"] for it in q_index["items"]}
+    qdir, gdir = data["dirs"]["query"], data["dirs"]["gallery"]
+    assert set(by_query) == {osp.join(qdir, it["name"]) for it in q_index["items"]}
+    assert all(osp.isdir(p) for p in by_query)
     for q in q_index["items"]:
-        ranked = by_query[q["name"]]
+        ranked = by_query[osp.join(qdir, q["name"])]
         assert [int(r["rank"]) for r in ranked] == list(range(1, TOPK + 1))
         dist = [float(r["distance"]) for r in ranked]
         assert dist == sorted(dist)
         for r in ranked:  # same identity and camera is skipped; match = same pid
-            g = next(it for it in g_index["items"] if it["name"] == r["gallery"])
+            g = next(it for it in g_index["items"] if osp.join(gdir, it["name"]) == r["gallery"])
             assert not (g["pid"] == q["pid"] and g["camid"] == q["camid"])
             assert int(r["match"]) == int(g["pid"] == q["pid"])
 

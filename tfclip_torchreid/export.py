@@ -70,7 +70,7 @@ class ExportWrapper(nn.Module):
     Example:
         >>> from tfclip_torchreid.models import build_tfclip
         >>> m = build_tfclip("tfclip_tiny", num_classes=3, camera_num=0, layers=1)
-        >>> w = ExportWrapper(m)
+        >>> w = ExportWrapper(m.eval())
         >>> w(torch.randn(2, 3, 3, *m.cfg.image_size)).shape == (2, m.feature_dim)
         True
     """
@@ -81,6 +81,8 @@ class ExportWrapper(nn.Module):
         self.with_cameras = uses_cameras(model)
 
     def forward(self, clips: torch.Tensor, cam_ids: torch.Tensor | None = None) -> torch.Tensor:
+        if self.model.training:
+            raise RuntimeError("the exported graph is the test forward: call model.eval() first")
         return self.model(clips, cam_ids if self.with_cameras else None)
 
 

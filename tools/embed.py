@@ -9,7 +9,8 @@ what ``tools/visualize.py`` reads) or one ``OUT.h5``.
 
 With ``--query QDIR --gallery GDIR`` both sets are embedded (``OUT_query.*``,
 ``OUT_gallery.*``), ranked by the evaluation's distance (Euclidean on L2-normalised features)
-and the top-k table is written to ``OUT_topk.csv`` (query, rank, gallery, distance, match);
+and the top-k table is written to ``OUT_topk.csv`` (query, rank, gallery, distance, match; the
+tracklets as their folder or image path under QDIR / GDIR);
 CMC / mAP are printed when the names carry identities.
 
 Examples:
@@ -114,7 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     qf, q_index = _embed(model, args.query, _derived(args.out, "query"), args, "query")
     gf, g_index = _embed(model, args.gallery, _derived(args.out, "gallery"), args, "gallery")
     distmat = feature_distances(qf, gf)
-    rows = rank_table(distmat, q_index["items"], g_index["items"], args.topk)
+    query = [{**it, "name": osp.join(args.query, it["name"])} for it in q_index["items"]]
+    gallery = [{**it, "name": osp.join(args.gallery, it["name"])} for it in g_index["items"]]
+    rows = rank_table(distmat, query, gallery, args.topk)
     table = write_rank_table(_derived(args.out, "topk", ".csv"), rows)
     print(f"=> top-{args.topk} table ({len(rows)} rows): {table}")
     metrics = ranking_metrics(distmat, q_index["items"], g_index["items"])
