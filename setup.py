@@ -26,6 +26,10 @@ def read_requirements(name: str) -> list:
 # declare. An upstream torchreid install uses base.txt and `pip install -e . --no-deps` instead.
 INSTALL_REQUIRES = read_requirements("base.txt") + read_requirements("pypi-torchreid.txt")
 
+# tools/export.py: ONNX files (torch's torch.export-based exporter needs onnxscript) checked
+# with onnxruntime; TorchScript needs nothing more
+EXPORT_REQUIRES = ["onnx", "onnxscript", "onnxruntime"]
+
 setup(
     name="tfclip-torchreid",
     version=read_version(),
@@ -37,6 +41,6 @@ setup(
     packages=find_packages(include=["tfclip_torchreid", "tfclip_torchreid.*"]),
     package_data={"tfclip_torchreid.models": ["model_configs/*.json"]},
     install_requires=INSTALL_REQUIRES,
-    extras_require={"test": ["pytest>=7", "ruff"]},
+    extras_require={"export": EXPORT_REQUIRES, "test": ["pytest>=7", "ruff", *EXPORT_REQUIRES]},
     keywords=["person re-identification", "video reid", "CLIP", "torchreid"],
 )

@@ -1,0 +1,133 @@
+"""Embed folders of tracklets (or images) with a trained TF-CLIP model; rank query vs gallery.
+
+Every folder under DIR that holds image files is one tracklet (frames in file-name order);
+images directly in DIR are one-frame tracklets. pid / camera are parsed from MARS-style
+(``0001C1T0001F001.jpg``) or Market-style (``0001_c1s1_...``) names, else -1 / 0. Features are
+the model's test features under the dense test protocol (all clips of ``--seq-len`` frames,
+averaged), written as ``OUT.npy`` + ``OUT.json`` (index: frame paths, pid, camid, frame count;
+what ``tools/visualize.py`` reads) or one ``OUT.h5``.
+
+With ``--query QDIR --gallery GDIR`` both sets are embedded (``OUT_query.*``,
+``OUT_gallery.*``), ranked by the evaluation's distance (Euclidean on L2-normalised features)
+and the top-k table is written to ``OUT_topk.csv`` (query, rank, gallery, distance, match; the
+tracklets as their folder or image path under QDIR / GDIR);
+CMC / mAP are printed when the names carry identities.
+
+Examples:
+    python tools/embed.py --weights log/mars/checkpoints/latest.pth --input tracks/ --out f.npy
+    python tools/embed.py --weights W --query q/ --gallery g/ --out out/mars.h5 --topk 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import os.path as osp
+import sys
+import time
+from typing import Any, Dict, Tuple
+
+import numpy as np
+import torch
+
+from tfclip_torchreid.embedding import (
+    H5_EXTENSIONS,
+    embed_folder,
+    rank_table,
+    ranking_metrics,
+    save_embeddings,
+    write_rank_table,
+)
+from tfclip_torchreid.export import load_inference_model
+from tfclip_torchreid.models import list_archs
+from tfclip_torchreid.visualize import feature_distances
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--arch", choices=list_archs(), default=None,
+                   help="architecture (needed for weights that do not name it)")
+    p.add_argument("--weights", default=None,
+                   help="checkpoint written by this package (or, with --arch, other weights)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--input", help="folder of tracklet folders and/or images")
+    src.add_argument("--query", help="query folder (with --gallery)")
+    p.add_argument("--gallery", help="gallery folder (with --query)")
+    p.add_argument("--out", required=True,
+                   help="output: FILE.npy (+ FILE.json), FILE.h5, or a stem (-> .npy + .json)")
+    p.add_argument("--seq-len", type=int, default=8, help="frames per clip")
+    p.add_argument("--batch-size", type=int, default=8, help="tracklets per batch")
+    p.add_argument("--max-clips", type=int, default=64, help="clips per forward pass")
+    p.add_argument("--norm", default="imagenet", choices=("imagenet", "clip", "inception"),
+                   help="frame normalisation (TF-CLIP trains with imagenet)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--workers", type=int, default=2, help="DataLoader workers")
+    p.add_argument("--no-parse-ids", action="store_true",
+                   help="ignore pid / camera in file names (pid -1, camera 0 for all)")
+    p.add_argument("--camera-num", type=int, default=None,
+                   help="SIE cameras of weights that do not say (plain state dicts; default 6)")
+    p.add_argument("--topk", type=int, default=10, help="gallery tracklets per query in the table")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def _derived(out: str, part: str, ext: str | None = None) -> str:
+    """``out`` with ``_<part>`` before its extension (``f.h5`` -> ``f_query.h5``), or with the
+    extension ``ext`` instead."""
+    stem, own = osp.splitext(out)
+    if own.lower() not in (".npy", ".json") + H5_EXTENSIONS:
+        stem, own = out, ""
+    return f"{stem}_{part}{own if ext is None else ext}"
+
+
+def _embed(model: torch.nn.Module, folder: str, out: str, args: argparse.Namespace,
+           desc: str) -> Tuple[np.ndarray, Dict[str, Any]]:
+    start = time.time()
+    feats, index = embed_folder(
+        model, folder, parse_names=not args.no_parse_ids,
+        meta={"weights": args.weights}, seq_len=args.seq_len, batch_size=args.batch_size,
+        norm=args.norm, device=args.device, workers=args.workers, max_clips=args.max_clips,
+        progress=not args.quiet, desc=desc)
+    files = save_embeddings(out, feats, index)
+    frames = sum(it["num_frames"] for it in index["items"])
+    print(f"=> {desc}: {len(feats)} tracklets ({frames} frames) from {folder} -> "
+          f"{feats.shape[1]}-d features in {time.time() - start:.1f} s; wrote {', '.join(files)}")
+    return feats, index
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if (args.query is None) != (args.gallery is None):
+        print("error: --query and --gallery go together", file=sys.stderr)
+        return 2
+    if args.weights is None:
+        print("warning: no --weights: embedding with a randomly initialised model",
+              file=sys.stderr)
+        if args.arch is None:
+            print("error: give --weights (or --arch for random weights)", file=sys.stderr)
+            return 2
+    model = load_inference_model(args.arch, args.weights, camera_num=args.camera_num,
+                                 device=args.device)
+    if args.input is not None:
+        _embed(model, args.input, args.out, args, "embedding")
+        return 0
+
+    qf, q_index = _embed(model, args.query, _derived(args.out, "query"), args, "query")
+    gf, g_index = _embed(model, args.gallery, _derived(args.out, "gallery"), args, "gallery")
+    distmat = feature_distances(qf, gf)
+    query = [{**it, "name": osp.join(args.query, it["name"])} for it in q_index["items"]]
+    gallery = [{**it, "name": osp.join(args.gallery, it["name"])} for it in g_index["items"]]
+    rows = rank_table(distmat, query, gallery, args.topk)
+    table = write_rank_table(_derived(args.out, "topk", ".csv"), rows)
+    print(f"=> top-{args.topk} table ({len(rows)} rows): {table}")
+    metrics = ranking_metrics(distmat, q_index["items"], g_index["items"])
+    if metrics is not None:
+        cmc = metrics.cmc
+        ranks = ", ".join(f"R{k} {100 * cmc[k - 1]:.1f}%" for k in (1, 5, 10) if k <= len(cmc))
+        print(f"=> mAP {100 * metrics.mAP:.1f}%, {ranks}, mINP {100 * metrics.mINP:.1f}% "
+              f"({metrics.num_valid} of {metrics.num_query} queries have a true match)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
