@@ -159,10 +159,6 @@ def test_onnx_dynamic_frames_without_sie(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, raises=RuntimeError, reason=(
-    "TFCLIP._sie repeats the camera embedding with repeat_interleave(frames), which torch's "
-    "ONNX exporter turns into an invalid Expand when the frame count is symbolic; remove this "
-    "mark once _sie broadcasts with unsqueeze(1).expand(-1, frames, -1).reshape(b * frames, -1)"))
 def test_onnx_dynamic_frames_with_sie(tmp_path):
     model = tiny_model("tfclip_tiny", temporal="tap")
     _check(model, str(tmp_path / "tiny.onnx"), "onnx", dynamic_frames=True)

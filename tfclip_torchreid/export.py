@@ -327,6 +327,7 @@ def load_inference_model(arch: str | None = None, weights: str | None = None,
     * other weights (a plain state dict, the authors' checkpoints): ``arch`` is built with
       ``camera_num`` cameras and the weights the test feature needs are loaded
       (:func:`~.models.factory.load_weights_in_place`);
+    * ``"zoo:NAME"``: the zoo entry's model with its weights (downloaded once);
     * no weights: ``arch`` with random weights (e.g. to try an export).
 
     ``camera_num`` defaults to 6 (MARS) where the file does not say; ``overrides`` are model
@@ -337,11 +338,16 @@ def load_inference_model(arch: str | None = None, weights: str | None = None,
         >>> m.training, m.cv_embed is None
         (False, True)
     """
-    from .models import DEFAULT_CAMERA_NUM, build_tfclip, load_tfclip, load_weights_in_place
+    from .models import DEFAULT_CAMERA_NUM, build_tfclip, load_tfclip, load_weights_in_place, zoo
     from .utils.checkpoint import load_checkpoint, read_header
 
     cams = DEFAULT_CAMERA_NUM if camera_num is None else int(camera_num)
-    if weights is None:
+    if weights is not None and zoo.is_zoo(weights):
+        spec = zoo.zoo_model_kwargs(weights)
+        if arch is not None and arch != spec.arch:
+            raise ValueError(f"{weights} holds a {spec.arch} model, not {arch}")
+        model = build_tfclip(spec.arch, weights=weights, **overrides)
+    elif weights is None:
         if arch is None:
             raise ValueError("give --arch (random weights) or --weights (a checkpoint)")
         model = build_tfclip(arch, num_classes=1, camera_num=cams, pretrained=None, **overrides)

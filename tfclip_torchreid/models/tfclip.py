@@ -225,8 +225,9 @@ class TFCLIP(nn.Module):
                 f"camera ids must be in 0..{self.cfg.camera_num - 1} (camera_num="
                 f"{self.cfg.camera_num}), got {cam.tolist()[:16]}; build the model with the "
                 f"dataset's number of cameras")
-        # row b*T + t takes camera b
-        return (self.cfg.sie_coe * self.cv_embed[cam]).repeat_interleave(frames, dim=0).to(dtype)
+        # row b*T + t takes camera b (expand + reshape: exportable with a dynamic frame count)
+        embed = self.cfg.sie_coe * self.cv_embed[cam]
+        return embed.unsqueeze(1).expand(-1, frames, -1).reshape(-1, embed.shape[-1]).to(dtype)
 
     def encode(self, x: torch.Tensor, cam_label: torch.Tensor | None = None,
                penultimate: bool = False) -> Tuple[VisualFeatures, int, int]:
