@@ -12,9 +12,16 @@ Example:
 
 from __future__ import annotations
 
+import os.path as osp
+from typing import Tuple
+
+from yacs.config import CfgNode
 from yacs.config import CfgNode as CN
 
 from .models.config import yacs_defaults
+
+#: key of a yaml config naming the file it extends (relative to itself)
+BASE_KEY = "_BASE_"
 
 
 def get_default_config() -> CN:
@@ -116,4 +123,30 @@ def get_default_config() -> CN:
     cfg.test.visrank_topk = 10
 
     cfg.use_gpu = True
+    return cfg
+
+
+def merge_config_file(cfg: CfgNode, path: str, _chain: Tuple[str, ...] = ()) -> CfgNode:
+    """Merge a yaml config into ``cfg``, its ``_BASE_`` (relative to the file) first.
+
+    Example:
+        >>> cfg = merge_config_file(get_default_config(), "configs/paper/s6_n4.yaml")  # doctest: +SKIP
+        >>> cfg.model.ssp_layers, cfg.model.ssp_form, cfg.data.sources  # doctest: +SKIP
+        (4, 'paper', ['mars'])
+    """
+    path = osp.abspath(path)
+    if path in _chain:
+        raise ValueError(f"config files include each other: {' -> '.join(_chain + (path,))}")
+    if not osp.isfile(path):
+        where = f" (the {BASE_KEY} of {_chain[-1]})" if _chain else ""
+        raise FileNotFoundError(f"config file not found: {path}{where}")
+    with open(path) as f:
+        node = CfgNode.load_cfg(f)
+    base = node.pop(BASE_KEY, None)
+    if base:
+        merge_config_file(cfg, osp.join(osp.dirname(path), base), _chain + (path,))
+    try:
+        cfg.merge_from_other_cfg(node)
+    except (KeyError, ValueError) as err:
+        raise ValueError(f"{path}: {err}") from err
     return cfg

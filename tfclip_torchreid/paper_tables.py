@@ -45,7 +45,7 @@ from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 from yacs.config import CfgNode
 
-from .config import get_default_config
+from .config import BASE_KEY, get_default_config, merge_config_file
 
 __all__ = ["PaperRow", "PaperTable", "TABLES", "get_table", "list_tables", "CONFIG_DIR",
            "BASE_KEY", "merge_config_file", "row_config", "quick_overrides", "row_counts",
@@ -53,7 +53,6 @@ __all__ = ["PaperRow", "PaperTable", "TABLES", "get_table", "list_tables", "CONF
 
 #: ``configs/paper`` of the repository this package lives in
 CONFIG_DIR = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), "configs", "paper")
-BASE_KEY = "_BASE_"
 
 DATASET_NAMES = {"mars": "MARS", "lsvid": "LS-VID", "market1501": "Market1501",
                  "msmt17": "MSMT17"}
@@ -243,32 +242,6 @@ def get_table(key: str) -> PaperTable:
 
 
 # ---------------------------------------------------------------------------------- configs
-def merge_config_file(cfg: CfgNode, path: str, _chain: Tuple[str, ...] = ()) -> CfgNode:
-    """Merge a yaml config into ``cfg``, its ``_BASE_`` (relative to the file) first.
-
-    Example:
-        >>> cfg = merge_config_file(get_default_config(), osp.join(CONFIG_DIR, "s6_n4.yaml"))
-        >>> cfg.model.ssp_layers, cfg.model.ssp_form, cfg.data.sources
-        (4, 'paper', ['mars'])
-    """
-    path = osp.abspath(path)
-    if path in _chain:
-        raise ValueError(f"config files include each other: {' -> '.join(_chain + (path,))}")
-    if not osp.isfile(path):
-        where = f" (the {BASE_KEY} of {_chain[-1]})" if _chain else ""
-        raise FileNotFoundError(f"config file not found: {path}{where}")
-    with open(path) as f:
-        node = CfgNode.load_cfg(f)
-    base = node.pop(BASE_KEY, None)
-    if base:
-        merge_config_file(cfg, osp.join(osp.dirname(path), base), _chain + (path,))
-    try:
-        cfg.merge_from_other_cfg(node)
-    except (KeyError, ValueError) as err:
-        raise ValueError(f"{path}: {err}") from err
-    return cfg
-
-
 #: the tiny architecture ``--quick`` trains instead of each full-size one
 QUICK_ARCHS = {"tfclip_vitb16": "tfclip_tiny", "clipreid_vitb16": "clipreid_tiny",
                "tfclip_rn50": "tfclip_rn50_tiny"}

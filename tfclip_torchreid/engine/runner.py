@@ -26,7 +26,7 @@ import torch
 from yacs.config import CfgNode
 
 from .. import compat
-from ..config import get_default_config
+from ..config import get_default_config, merge_config_file
 from ..data.datamanager import build_datamanager
 from ..data.validation import check_test_cameras
 from ..losses import TFCLIPLoss
@@ -79,12 +79,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> CfgNode:
-    """The default config, merged with ``--config-file``, the flags and ``KEY VALUE`` pairs."""
+    """The default config, merged with ``--config-file`` (and the files it extends with
+    ``_BASE_``), the flags and ``KEY VALUE`` pairs."""
     cfg = get_default_config()
     if args.config_file:
         if not osp.isfile(args.config_file):
             raise FileNotFoundError(f"config file not found: {args.config_file}")
-        cfg.merge_from_file(args.config_file)
+        merge_config_file(cfg, args.config_file)
     flags = {  # command-line flag -> config key (flags win over the config file)
         "arch": "model.name", "sources": "data.sources", "targets": "data.targets",
         "root": "data.root", "save_dir": "data.save_dir", "weights": "model.load_weights",
