@@ -121,6 +121,7 @@ def get_default_config() -> CN:
     cfg.test.rerank = False
     cfg.test.visrank = False
     cfg.test.visrank_topk = 10
+    cfg.test.save_features = False  # write <save_dir>/features/*.npy/json (tools/visualize.py)
 
     cfg.use_gpu = True
     return cfg

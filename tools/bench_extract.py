@@ -22,6 +22,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import torch  # noqa: E402
 from torch.utils.data import DataLoader, Subset  # noqa: E402
 
+from tfclip_torchreid.engine.extraction import extract_features  # noqa: E402
 from tfclip_torchreid.engine.runner import (  # noqa: E402
     build_engine,
     build_parser,
@@ -74,7 +75,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for mode, bs in (("batched", cfg.test.batch_size), ("one at a time", 1)):
             ld = rebatch(loader, bs, limit)
             with torch.inference_mode():
-                (feats, _, frames), secs = timed(engine._extract, ld, fwd, label)
+                out, secs = timed(extract_features, ld, fwd, engine.device,
+                                  engine.max_clips_per_forward, engine.autocast)
+            feats, frames = out.features, out.frames
             res[mode] = (feats, frames / secs)
             rows.append({"pass": label, "mode": mode, "frames": frames, "s": secs, "fps": frames / secs})
             print(f"{label:<22} {mode:<16} {frames:>8} {secs:>8.2f} {frames / secs:>9.1f}")

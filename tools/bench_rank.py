@@ -124,7 +124,7 @@ def _time(fn: Callable, repeats: int) -> Tuple[float, tuple]:
     return best, out
 
 
-def bench(name: str, args: argparse.Namespace) -> None:
+def bench(name: str, args: argparse.Namespace) -> dict:
     nq, ng, nid, nqid, ncam, cpi, with_q = SIZES[name]
     t0 = time.perf_counter()
     d, qp, gp, qc, gc = make_problem(nq, ng, nid, nqid, ncam, cpi, with_q, seed=args.seed)
@@ -214,6 +214,8 @@ def bench(name: str, args: argparse.Namespace) -> None:
         same_all = np.array_equal(out[0], cmc0) and out[1] == map0 and out[2] == minp0
         print(f"   {label}: {'identical to' if same_all else 'DIFFERS from'} the numpy run")
     print(f"   mINP (ours): {minp0:.10f}")
+    result = {"size": name, "num_query": int(d.shape[0]), "num_gallery": int(d.shape[1]),
+              "seconds": {label: t for label, t, _ in rows}}
     for label, _, out in rows:
         if out and not label.startswith("ours"):
             eq = np.array_equal(np.asarray(out[0], dtype=np.float32), cmc0)
@@ -222,9 +224,10 @@ def bench(name: str, args: argparse.Namespace) -> None:
                 f"|mAP diff| = {abs(float(out[1]) - map0):.2e}"
                 + ("" if abs(float(out[1]) - map0) <= 1e-6 else "  (> 1e-6!)")
             )
+    return result
 
 
-def main(argv: List[str] | None = None) -> None:
+def main(argv: List[str] | None = None) -> List[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", nargs="+", default=["mars", "lsvid"], choices=list(SIZES))
     parser.add_argument("--repeats", type=int, default=5, help="repeats of the fast rankers")
@@ -247,10 +250,12 @@ def main(argv: List[str] | None = None) -> None:
         f"{'importable' if _cython_ranker(args.cython_dir) else 'not importable'}, "
         f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs"
     )
+    results = []
     for name in args.sizes:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            bench(name, args)
+            results.append(bench(name, args))
+    return results
 
 
 if __name__ == "__main__":

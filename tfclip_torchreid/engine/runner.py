@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import os.path as osp
 import sys
@@ -252,7 +253,8 @@ def build_engine(cfg: CfgNode) -> VideoV2MEngine:
         memory_cache_dir=None if cache == "" else ("" if cache.lower() == "none" else cache),
         max_clips_per_forward=cfg.test.max_clips_per_forward, keep_last=t.keep_last,
         compile_model=cfg.model.compile,
-        prompt_stage=PromptStageConfig(seed=t.seed, **dict(cfg.stage1.items())))
+        prompt_stage=PromptStageConfig(seed=t.seed, **dict(cfg.stage1.items())),
+        save_features=cfg.test.save_features)
     engine.epochs_done = epochs_done  # the weights' epochs (results.json says which model)
     return engine
 
@@ -382,7 +384,7 @@ class ConsoleLogger(compat.utils.Logger):
 def _paths(cfg: CfgNode, log_path: str) -> str:
     save = osp.abspath(cfg.data.save_dir)
     return (f"log: {log_path} | checkpoints: {osp.join(save, 'checkpoints')} | results: "
-            f"{osp.join(save, 'results.json')} | tensorboard: {save}")
+            f"{osp.join(save, 'results.json')} (before/after: summary.json) | tensorboard: {save}")
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -405,8 +407,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"=> Writing {_paths(cfg, log_path)}")
     try:
         out = run_from_config(cfg)
-        if "after" in out:
+        if "after" in out and du.is_main_process():
             print("\n" + summary_table(out))
+            with open(osp.join(cfg.data.save_dir, "summary.json"), "w") as f:
+                json.dump({k: out.get(k) for k in ("before", "after", "timings")}, f, indent=2)
         print(f"=> Wrote {_paths(cfg, log_path)}")
         return out
     finally:

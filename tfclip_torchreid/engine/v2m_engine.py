@@ -105,6 +105,7 @@ class VideoV2MEngine(compat.Engine):
             combination: the never-used parameters are frozen).
         progress: a tqdm bar per epoch (None: when stderr is a terminal).
         prompt_stage: CLIP-ReID's stage-1 settings (models with ``memory_source="text"``).
+        save_features: write each evaluation's test features to ``<save_dir>/features``.
     """
 
     def __init__(
@@ -124,6 +125,7 @@ class VideoV2MEngine(compat.Engine):
         find_unused_parameters: bool = False,
         progress: bool | None = None,
         prompt_stage: PromptStageConfig | None = None,
+        save_features: bool = False,
     ) -> None:
         super().__init__(datamanager, use_gpu=use_gpu)
         self.device = (torch.device("cuda", torch.cuda.current_device()) if self.use_gpu
@@ -153,6 +155,7 @@ class VideoV2MEngine(compat.Engine):
         self.timings: dict[str, float] = {}
         self._bar = None
         self.prompt_stage = prompt_stage or PromptStageConfig()
+        self.save_features = bool(save_features)
         self._prompt_resume: dict | None = None
 
     def _wrap(self, model: nn.Module, compile_model: bool, find_unused: bool) -> nn.Module:
@@ -490,6 +493,8 @@ class VideoV2MEngine(compat.Engine):
         self.results[dataset_name] = self._result_row(r, list(ranks), len(g_pids), with_query)
         if self.is_main:
             self._report(dataset_name, r, list(ranks), qf.shape, len(g_pids), with_query)
+            if self.save_features and save_dir:
+                self.write_features(osp.join(save_dir, "features"), dataset_name, qf, gf)
             if visrank:
                 compat.visualize_ranked_results(
                     distmat, self.datamanager.fetch_test_loaders(dataset_name),
@@ -497,6 +502,20 @@ class VideoV2MEngine(compat.Engine):
                     height=self.datamanager.height,
                     save_dir=osp.join(save_dir, "visrank_" + dataset_name), topk=visrank_topk)
         return float(r.cmc[0]), float(r.mAP)
+
+    def write_features(self, folder: str, name: str, qf: torch.Tensor, gf: torch.Tensor) -> None:
+        """``<folder>/<name>_{query,gallery}.{npy,json}``: the test features in the order of
+        ``datamanager.test_dataset`` with their tracklets (read by ``tools/visualize.py``)."""
+        from ..embedding import Tracklet, feature_index, save_embeddings
+
+        for split, feats in (("query", qf), ("gallery", gf)):
+            items = self.datamanager.test_dataset[name][split]
+            paths = [(it[0],) if isinstance(it[0], str) else tuple(it[0]) for it in items]
+            root = osp.commonpath([p[0] for p in paths])
+            tracklets = [Tracklet(osp.relpath(p[0], root), p, int(it[1]), int(it[2]))
+                         for p, it in zip(paths, items)]
+            save_embeddings(osp.join(folder, f"{name}_{split}.npy"), feats.numpy(),
+                            feature_index(tracklets, root, {"arch": self.raw_model.cfg.arch}))
 
     def _result_row(self, r: Any, ranks: list, num_gallery: int, with_query: bool) -> dict:
         return {"mAP": float(r.mAP), "mINP": float(r.mINP),
