@@ -465,8 +465,8 @@ def test_demo_like_run_prints_before_and_after(mars_root, tmp_path, capsys):
                        "test.batch_size", "8", "test.eval_before_train", "True",
                        "--save-dir", save])
     text = capsys.readouterr().out
-    table = text[text.index("dataset  | metric | before | after"):]
+    table = text[text.index("dataset | metric | before | after"):]
     for key in ("mAP", "R1", "R5"):
         before, after = out["before"]["mars"][key], out["after"]["mars"][key]
-        assert f"mars     | {key:<6} | {before:>6.1%} | {after:.1%}" in table
+        assert f"mars    | {key:<6} | {before:>6.1%} | {after:.1%}" in table
     assert text.rstrip().splitlines()[-1].startswith("=> Wrote log: ")

@@ -349,19 +349,21 @@ def summary_table(out: dict[str, Any]) -> str:
     Example:
         >>> print(summary_table({"before": {"mars": {"mAP": 0.1, "R1": 0.0}},
         ...                      "after": {"mars": {"mAP": 0.5, "R1": 0.4}}}))
-        dataset  | metric | before | after
-        mars     | mAP    |  10.0% | 50.0%
-        mars     | R1     |   0.0% | 40.0%
+        dataset | metric | before | after
+        mars    | mAP    |  10.0% | 50.0%
+        mars    | R1     |   0.0% | 40.0%
     """
     before, after = out.get("before") or {}, out.get("after") or {}
-    lines = ["dataset  | metric | before | after" if before else "dataset  | metric | result"]
+    w = max([len("dataset")] + [len(name) for name in after])
+    lines = [f"{'dataset':<{w}} | metric | before | after" if before
+             else f"{'dataset':<{w}} | metric | result"]
     for name, res in after.items():
         for key in [k for k in res if k == "mAP" or (k.startswith("R") and k[1:].isdigit())]:
             if before:
-                lines.append(f"{name:<8} | {key:<6} | {before[name][key]:>6.1%} | "
+                lines.append(f"{name:<{w}} | {key:<6} | {before[name][key]:>6.1%} | "
                              f"{res[key]:.1%}")
             else:
-                lines.append(f"{name:<8} | {key:<6} | {res[key]:.1%}")
+                lines.append(f"{name:<{w}} | {key:<6} | {res[key]:.1%}")
     return "\n".join(lines)
 
 
