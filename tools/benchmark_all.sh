@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Train and test TF-CLIP, its baseline CLIP-ReID (text bank + TAP, paper Table 2's B1) and
-# torchreid's built-in baselines on every video dataset found under a root, then write one
-# markdown + CSV table (mAP / R1 / R5 / R10 / R20 / train time / test time).
+# Train and test TF-CLIP (ViT-B/16 and the CNN variant on RN50), its baseline CLIP-ReID (text bank +
+# TAP, paper Table 2's B1) and torchreid's built-in baselines on every video dataset found under a
+# root, then write one markdown + CSV table (mAP / R1 / R5 / R10 / R20 / train time / test time).
 #
 #   tools/benchmark_all.sh --root /data/reid-data [--out log/benchmark] [--models "resnet50 osnet_x1_0"]
 #   tools/benchmark_all.sh --quick [--datasets "mars ilidsvid lsvid"] [--out DIR]
@@ -47,7 +47,7 @@ else
     exit 1
   fi
 fi
-echo "datasets: $DATASETS | models: tfclip clipreid $MODELS | out: $OUT"
+echo "datasets: $DATASETS | models: tfclip clipreid tfclip_rn50 $MODELS | out: $OUT"
 
 for d in $DATASETS; do
   if [[ $QUICK == 1 ]]; then
@@ -66,9 +66,18 @@ for d in $DATASETS; do
       data.gallery_includes_query no train.max_epoch 3 test.eval_before_train False \
       stage1.max_epoch 5 stage1.warmup_epochs 1
   else
-    "$PY" tools/train.py --config-file "$cfg" --arch clipreid_vitb16 --root "$ROOT" -s "$d" -t "$d" \
-      --save-dir "$OUT/$d/clipreid" model.temporal tap data.gallery_includes_query no \
-      data.all_splits False
+    ccfg="configs/clipreid_vitb16_$d.yaml"; [[ -f "$ccfg" ]] || ccfg="configs/clipreid_vitb16_mars.yaml"
+    "$PY" tools/train.py --config-file "$ccfg" --root "$ROOT" -s "$d" -t "$d" \
+      --save-dir "$OUT/$d/clipreid" data.gallery_includes_query no data.all_splits False
+  fi
+  # the supplement's CNN TF-CLIP (CLIP RN50, last stride 1)
+  if [[ $QUICK == 1 ]]; then
+    "$PY" tools/train.py --config-file configs/demo_rn50.yaml --root "$ROOT" -s "$d" -t "$d" \
+      --save-dir "$OUT/$d/tfclip_rn50" data.synthetic False data.gallery_includes_query no \
+      train.max_epoch 3 test.eval_before_train False
+  else
+    "$PY" tools/train.py --config-file configs/tfclip_rn50_mars.yaml --root "$ROOT" -s "$d" -t "$d" \
+      --save-dir "$OUT/$d/tfclip_rn50" data.gallery_includes_query no data.all_splits False
   fi
   for m in $MODELS; do
     if [[ $QUICK == 1 ]]; then
