@@ -11,6 +11,9 @@ os.environ.setdefault("TFCLIP_CACHE", tempfile.mkdtemp(prefix="tfclip-test-cache
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from train_helpers import TINY_MARS  # noqa: E402
+
+from tfclip_torchreid.data.synthetic import make_synthetic_dataset  # noqa: E402
 
 # One intra-op thread: the test models are tiny, and on a busy 2-core machine two spinning
 # OpenMP threads make them about 10x slower. Subprocesses (CLI, torchrun) inherit OMP_NUM_THREADS.
@@ -35,6 +38,14 @@ def parity_dir() -> str:
             "or point TFCLIP_PARITY_DIR at a folder holding tmd.pt, ssp.pt and backbone.pt"
         )
     return PARITY_DIR
+
+
+@pytest.fixture(scope="module")
+def mars_root(tmp_path_factory) -> str:
+    """A synthetic MARS (``TINY_MARS``) per test module: the modules may damage their copy."""
+    root = str(tmp_path_factory.mktemp("data"))
+    make_synthetic_dataset("mars", root, seed=0, verbose=False, **TINY_MARS)
+    return root
 
 
 @pytest.fixture(autouse=True)

@@ -11,14 +11,11 @@ import sys
 
 import pytest
 import torch
-from train_helpers import REPO, TrainProcess, assert_identical
+from train_helpers import REPO, TINY_MARS, TrainProcess, assert_identical
 
 from tfclip_torchreid import compat
 from tfclip_torchreid.data.synthetic import make_synthetic_dataset
 from tfclip_torchreid.engine.runner import build_engine, build_parser, config_from_args, main
-
-SIZES = dict(height=64, width=32, num_train_ids=8, num_test_ids=8, num_distractors=40, num_junk=2,
-             min_len=3, max_len=14)
 
 
 def _free_port() -> int:
@@ -48,7 +45,7 @@ def test_two_process_gloo_training_sigkill_and_exact_resume(tmp_path):
     command with ``--resume auto`` continues at epoch 2 and ends with the uninterrupted run's
     checkpoint in every tensor; rank 0's checkpoint loads into a 1-process evaluation."""
     root = str(tmp_path / "data")
-    make_synthetic_dataset("mars", root, seed=0, verbose=False, **SIZES)
+    make_synthetic_dataset("mars", root, seed=0, verbose=False, **TINY_MARS)
     # 4 batches per rank and epoch (P=2 identities x K=2), a line for each
     extra = ("train.batch_size", "4", "sampler.num_instances", "2", "train.print_freq", "1")
     save, killed_save = str(tmp_path / "ddp"), str(tmp_path / "ddp_killed")

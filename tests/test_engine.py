@@ -9,51 +9,16 @@ import os.path as osp
 
 import pytest
 import torch
+from train_helpers import tiny_config
 
-from tfclip_torchreid.config import get_default_config
 from tfclip_torchreid.data.synthetic import make_synthetic_dataset
 from tfclip_torchreid.engine import VideoV2MEngine
 from tfclip_torchreid.engine.runner import build_engine, main, run_engine
 from tfclip_torchreid.models.clip_memory import aggregate_identity_means
 
-SIZES = dict(height=64, width=32, num_train_ids=8, num_test_ids=8, num_distractors=40, num_junk=2,
-             min_len=3, max_len=14)
-
-
-@pytest.fixture(scope="module")
-def mars_root(tmp_path_factory) -> str:
-    root = str(tmp_path_factory.mktemp("data"))
-    make_synthetic_dataset("mars", root, seed=0, verbose=False, **SIZES)
-    return root
-
 
 def make_cfg(root: str, save_dir: str, cache: str = "none", **overrides):
-    cfg = get_default_config()
-    cfg.model.name = "tfclip_tiny"
-    cfg.model.pretrained = ""
-    cfg.data.root = root
-    cfg.data.sources = ["mars"]
-    cfg.data.targets = ["mars"]
-    cfg.data.height, cfg.data.width = 64, 32
-    cfg.data.seq_len = 4
-    cfg.data.workers = 0
-    cfg.data.save_dir = save_dir
-    cfg.train.batch_size = 8
-    cfg.sampler.num_instances = 4
-    cfg.train.lr = 1e-4
-    cfg.train.warmup_epochs = 1
-    cfg.train.max_epoch = 2
-    cfg.train.print_freq = 1000
-    cfg.train.memory_cache_dir = cache
-    cfg.train.seed = 7
-    cfg.test.batch_size = 8
-    for key, value in overrides.items():
-        node = cfg
-        *path, last = key.split(".")
-        for p in path:
-            node = getattr(node, p)
-        setattr(node, last, value)
-    return cfg
+    return tiny_config(root, save_dir, **{"train.memory_cache_dir": cache, **overrides})
 
 
 def new_engine(cfg) -> VideoV2MEngine:

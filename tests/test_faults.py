@@ -19,12 +19,10 @@ import warnings
 
 import pytest
 import torch
-from train_helpers import REPO, TrainProcess, assert_identical, file_hashes
+from train_helpers import REPO, TrainProcess, assert_identical, file_hashes, tiny_config
 
 from tfclip_torchreid import compat
-from tfclip_torchreid.config import get_default_config
 from tfclip_torchreid.data.datamanager import build_test_loader
-from tfclip_torchreid.data.synthetic import make_synthetic_dataset
 from tfclip_torchreid.engine import VideoV2MEngine, runner
 from tfclip_torchreid.engine import checkpoint as engine_checkpoint
 from tfclip_torchreid.engine.checkpoint import checkpoint_header, load_checkpoint, save_checkpoint
@@ -32,32 +30,11 @@ from tfclip_torchreid.models import build_tfclip, load_model_weights, load_tfcli
 from tfclip_torchreid.models.tfclip import TFCLIPOutput
 from tfclip_torchreid.utils.rng import rng_state
 
-SIZES = dict(height=64, width=32, num_train_ids=8, num_test_ids=8, num_distractors=40, num_junk=2,
-             min_len=3, max_len=14)
 MAX_EPOCH = 3
 
 
-@pytest.fixture(scope="module")
-def mars_root(tmp_path_factory) -> str:
-    root = str(tmp_path_factory.mktemp("data"))
-    make_synthetic_dataset("mars", root, seed=0, verbose=False, **SIZES)
-    return root
-
-
 def make_cfg(root: str, save_dir: str, **overrides):
-    cfg = get_default_config()
-    cfg.model.name, cfg.model.pretrained = "tfclip_tiny", ""
-    cfg.data.root, cfg.data.sources, cfg.data.targets = root, ["mars"], ["mars"]
-    cfg.data.height, cfg.data.width, cfg.data.seq_len, cfg.data.workers = 64, 32, 4, 0
-    cfg.data.save_dir = save_dir
-    cfg.train.batch_size, cfg.sampler.num_instances = 8, 4
-    cfg.train.lr, cfg.train.warmup_epochs, cfg.train.max_epoch = 1e-4, 1, 1
-    cfg.train.print_freq, cfg.train.memory_cache_dir, cfg.train.seed = 1000, "none", 7
-    cfg.test.batch_size = 8
-    for key, value in overrides.items():
-        section, name = key.split(".")
-        setattr(getattr(cfg, section), name, value)
-    return cfg
+    return tiny_config(root, save_dir, **{"train.max_epoch": 1, **overrides})
 
 
 def new_engine(cfg, **kwargs) -> VideoV2MEngine:
@@ -133,6 +110,8 @@ def test_sigkill_mid_epoch_then_resume_auto_is_exact(mars_root, tmp_path, capsys
         assert osp.isfile(paths["log"]) and osp.dirname(paths["log"]) == ref_save
         assert paths["checkpoints"] == ckpt_dir and paths["results"] == osp.join(ref_save,
                                                                                 "results.json")
+        assert paths["summary"] == osp.join(ref_save, "summary.json")
+    assert osp.isfile(paths["summary"])
     with open(osp.join(ref_save, "results.json")) as f:
         row = json.load(f)
     assert row["num_query"] == row["num_valid_query"] > 0 and not row["evaluate_only"]

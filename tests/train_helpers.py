@@ -19,6 +19,34 @@ import torch
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
+# the synthetic MARS the training tests share: 8 train / 8 test ids, 3-14 frame tracklets
+TINY_MARS = dict(height=64, width=32, num_train_ids=8, num_test_ids=8, num_distractors=40,
+                 num_junk=2, min_len=3, max_len=14)
+
+
+def tiny_config(root: str, save_dir: str, arch: str = "tfclip_tiny", **overrides):
+    """The training tests' config: ``arch`` on the synthetic MARS under ``root``, 64x32 frames,
+    4-frame clips, batch 8 (4 instances), 2 epochs, no memory cache, seed 7; ``overrides`` by
+    dotted key (``**{"train.max_epoch": 1}``)."""
+    from tfclip_torchreid.config import get_default_config
+
+    cfg = get_default_config()
+    cfg.model.name, cfg.model.pretrained = arch, ""
+    cfg.data.root, cfg.data.sources, cfg.data.targets = root, ["mars"], ["mars"]
+    cfg.data.height, cfg.data.width, cfg.data.seq_len, cfg.data.workers = 64, 32, 4, 0
+    cfg.data.save_dir = save_dir
+    cfg.train.batch_size, cfg.sampler.num_instances = 8, 4
+    cfg.train.lr, cfg.train.warmup_epochs, cfg.train.max_epoch = 1e-4, 1, 2
+    cfg.train.print_freq, cfg.train.memory_cache_dir, cfg.train.seed = 1000, "none", 7
+    cfg.test.batch_size = 8
+    for key, value in overrides.items():
+        node = cfg
+        *path, last = key.split(".")
+        for name in path:
+            node = getattr(node, name)
+        setattr(node, last, value)
+    return cfg
+
 
 def subprocess_env() -> dict:
     """CPU, offline, one thread per process, the worktree first on the path; no

@@ -386,7 +386,8 @@ class ConsoleLogger(compat.utils.Logger):
 def _paths(cfg: CfgNode, log_path: str) -> str:
     save = osp.abspath(cfg.data.save_dir)
     return (f"log: {log_path} | checkpoints: {osp.join(save, 'checkpoints')} | results: "
-            f"{osp.join(save, 'results.json')} (before/after: summary.json) | tensorboard: {save}")
+            f"{osp.join(save, 'results.json')} | summary: {osp.join(save, 'summary.json')} | "
+            f"tensorboard: {save}")
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -18,7 +18,27 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["SmoothedCrossEntropy"]
+__all__ = ["SmoothedCrossEntropy", "check_class_logits"]
+
+
+def check_class_logits(logits: torch.Tensor, labels: torch.Tensor, num_classes: int,
+                       what: str = "num_classes of the loss must equal the classifier's output size",
+                       ) -> None:
+    """Raise ``ValueError`` unless ``logits`` is (N, num_classes) and ``labels`` is (N,); ``what``
+    names the usual cause of a wrong width.
+
+    Example:
+        >>> check_class_logits(torch.zeros(2, 3), torch.tensor([0, 2]), 3)
+    """
+    if logits.dim() != 2 or logits.size(1) != num_classes:
+        raise ValueError(
+            f"expected logits of shape (N, {num_classes}), got {tuple(logits.shape)}: {what}"
+        )
+    if labels.shape != logits.shape[:1]:
+        raise ValueError(
+            f"expected {logits.size(0)} labels for logits {tuple(logits.shape)}, "
+            f"got labels of shape {tuple(labels.shape)}"
+        )
 
 
 class SmoothedCrossEntropy(nn.Module):
@@ -45,16 +65,7 @@ class SmoothedCrossEntropy(nn.Module):
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Mean smoothed CE of ``logits`` (N, Y) against integer ``targets`` (N,)."""
-        if logits.dim() != 2 or logits.size(1) != self.num_classes:
-            raise ValueError(
-                f"expected logits of shape (N, {self.num_classes}), got {tuple(logits.shape)}: "
-                "num_classes of the loss must equal the classifier's output size"
-            )
-        if targets.shape != logits.shape[:1]:
-            raise ValueError(
-                f"expected {logits.size(0)} targets for logits {tuple(logits.shape)}, "
-                f"got targets of shape {tuple(targets.shape)}"
-            )
+        check_class_logits(logits, targets, self.num_classes)
         return F.cross_entropy(logits.float(), targets.to(logits.device),
                                label_smoothing=self.epsilon)
 

@@ -36,7 +36,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from tfclip_torchreid.losses.cross_entropy import SmoothedCrossEntropy
+from tfclip_torchreid.losses.cross_entropy import SmoothedCrossEntropy, check_class_logits
 
 V2M_FORMS = ("released", "paper")
 
@@ -74,16 +74,8 @@ class V2MLoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, pids: torch.Tensor) -> torch.Tensor:
         """Loss (float32 scalar) of ``logits`` (B, Y) for labels ``pids`` (B,) in [0, Y)."""
-        if logits.dim() != 2 or logits.size(1) != self.num_classes:
-            raise ValueError(
-                f"v2m logits must have shape (B, {self.num_classes}), got {tuple(logits.shape)}: "
-                "num_classes of the loss must equal the number of memory rows"
-            )
-        if pids.shape != logits.shape[:1]:
-            raise ValueError(
-                f"expected {logits.size(0)} labels for v2m logits {tuple(logits.shape)}, "
-                f"got labels of shape {tuple(pids.shape)}"
-            )
+        check_class_logits(logits, pids, self.num_classes,
+                           "num_classes of the V2M loss must equal the number of memory rows")
         if self.form == "released":
             return self.ce(logits, pids)
         return self._paper(logits.float(), pids.to(logits.device))
