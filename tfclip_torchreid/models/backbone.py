@@ -49,6 +49,7 @@ from .pretrained import (
 )
 
 __all__ = [
+    "CLIPTower",
     "CLIPVisualBackbone",
     "VisualFeatures",
     "check_frames",
@@ -117,7 +118,60 @@ def grid_size_for(image_size: Sequence[int], patch_size: int, stride: int) -> Tu
     return (h - patch_size) // stride + 1, (w - patch_size) // stride + 1
 
 
-class CLIPVisualBackbone(VisionTransformer):
+class CLIPTower:
+    """What both CLIP visual towers share: the token count of their grid, the joint-space size
+    and weight loading (``grid_size``, ``output_dim`` and ``architecture`` come from the tower).
+
+    ``OPENAI_MODEL`` is the open_clip model whose ``openai`` weights fit; ``POS_KEY`` the
+    positional table resized to ``grid_size`` on load.
+
+    Example:
+        >>> m = CLIPVisualBackbone(image_size=(64, 32), width=32, layers=1, heads=2, output_dim=8)
+        >>> m.num_tokens, m.embed_dim
+        (9, 8)
+    """
+
+    OPENAI_MODEL = "ViT-B-16-quickgelu"
+    POS_KEY = "positional_embedding"
+    grid_size: Tuple[int, int]
+    output_dim: int
+
+    @property
+    def num_tokens(self) -> int:
+        """1 (CLS / pooled token) + one per grid cell."""
+        return self.grid_size[0] * self.grid_size[1] + 1
+
+    @property
+    def embed_dim(self) -> int:
+        """Size of the CLIP joint space (``output_dim``): channels of ``tokens_proj``."""
+        return self.output_dim
+
+    @property
+    def architecture(self) -> str:
+        """One line naming the tower's sizes (in weight-mismatch messages)."""
+        raise NotImplementedError
+
+    def load_pretrained(self, source: str, cache_dir: str | None = None,
+                        openai_model: str | None = None) -> None:
+        """Load CLIP visual weights: ``'openai'`` (open_clip cache / download) or a local file.
+
+        Local files may be an OpenAI TorchScript archive (``ViT-B-16.pt``, ``RN50.pt``), an
+        open_clip / full CLIP state dict (``visual.`` keys), a visual-only state dict, a
+        ``.safetensors`` file, or an authors' TF-CLIP checkpoint (``image_encoder.`` keys). The
+        positional table is resized bilinearly (align_corners=False, no antialias) to this
+        model's grid. Offline, ``'openai'`` fails within seconds with the local-file alternative
+        (see :func:`~.pretrained.resolve_openai_weights`).
+        """
+        visual = load_clip_state_dict(source, openai_model or self.OPENAI_MODEL, cache_dir).visual
+        self.load_visual_state_dict(visual, source=str(source))
+
+    def load_visual_state_dict(self, state: Mapping[str, torch.Tensor], source: str = "") -> None:
+        """Load a visual-tower state dict (OpenAI / open_clip key names), resizing ``POS_KEY``."""
+        load_visual_weights(self, state, {self.POS_KEY: self.grid_size}, source=source,
+                            architecture=self.architecture)
+
+
+class CLIPVisualBackbone(CLIPTower, VisionTransformer):
     """open_clip's CLIP ``VisionTransformer`` with the TF-CLIP forward (all tokens, SIE on CLS).
 
     Args:
@@ -176,11 +230,6 @@ class CLIPVisualBackbone(VisionTransformer):
             )
 
     @property
-    def num_tokens(self) -> int:
-        """1 (CLS) + number of patches."""
-        return self.grid_size[0] * self.grid_size[1] + 1
-
-    @property
     def token_dim(self) -> int:
         """Channels of ``VisualFeatures.tokens`` (width)."""
         return self.width
@@ -194,11 +243,6 @@ class CLIPVisualBackbone(VisionTransformer):
     def penultimate_dim(self) -> int:
         """Channels of ``VisualFeatures.penultimate`` (width)."""
         return self.width
-
-    @property
-    def embed_dim(self) -> int:
-        """Size of the CLIP joint space (``output_dim``): channels of ``tokens_proj``."""
-        return self.output_dim
 
     @property
     def sie_dim(self) -> int:
@@ -283,27 +327,8 @@ class CLIPVisualBackbone(VisionTransformer):
         tokens = self.ln_post(x)
         return VisualFeatures(tokens, tokens @ self.proj, tokens[:, 0], penultimate)
 
-    # ------------------------------------------------------------------ weights
-    def load_pretrained(self, source: str, cache_dir: str | None = None,
-                        openai_model: str = "ViT-B-16-quickgelu") -> None:
-        """Load CLIP visual weights: ``'openai'`` (open_clip cache / download) or a local file.
-
-        Local files may be an OpenAI TorchScript archive (``ViT-B-16.pt``), an open_clip / full
-        CLIP state dict (``visual.`` keys), a visual-only state dict, a ``.safetensors`` file, or
-        an authors' TF-CLIP checkpoint (``image_encoder.`` keys). The positional embedding is
-        resized bilinearly (align_corners=False, no antialias) to this model's grid. Offline,
-        ``'openai'`` fails within seconds with the local-file alternative (see
-        :func:`~.pretrained.resolve_openai_weights`).
-        """
-        visual = load_clip_state_dict(source, openai_model, cache_dir).visual
-        self.load_visual_state_dict(visual, source=str(source))
-
-    def load_visual_state_dict(self, state: Mapping[str, torch.Tensor], source: str = "") -> None:
-        """Load a visual-tower state dict (open_clip key names), resizing the pos-embed."""
-        load_visual_weights(
-            self, state, {"positional_embedding": self.grid_size}, source=source,
-            architecture=(
-                f"ViT: width {self.width}, layers {len(self.transformer.resblocks)}, output_dim "
-                f"{self.output_dim}, patch {self.patch_size[0]}, grid {self.grid_size}"
-            ),
-        )
+    @property
+    def architecture(self) -> str:
+        """One line naming the ViT's sizes."""
+        return (f"ViT: width {self.width}, layers {len(self.transformer.resblocks)}, output_dim "
+                f"{self.output_dim}, patch {self.patch_size[0]}, grid {self.grid_size}")

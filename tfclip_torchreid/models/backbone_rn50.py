@@ -37,20 +37,16 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Sequence, Tuple, Union
+from typing import Any, Dict, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from open_clip.modified_resnet import AttentionPool2d, ModifiedResNet
 
-from .backbone import VisualFeatures, check_frames
-from .pretrained import load_clip_state_dict, load_visual_weights
+from .backbone import CLIPTower, VisualFeatures, check_frames
 
 __all__ = ["CLIPResNetBackbone", "attention_pool_tokens", "resnet_grid_size", "rn50_complexity"]
-
-_POS_KEY = "attnpool.positional_embedding"
-
 
 def resnet_grid_size(image_size: Sequence[int], last_stride: int = 1) -> Tuple[int, int]:
     """Size of the layer4 map of a CLIP ModifiedResNet for (H, W) input.
@@ -116,7 +112,7 @@ def attention_pool_tokens(pool: AttentionPool2d, x: torch.Tensor,
     return out.transpose(0, 1)
 
 
-class CLIPResNetBackbone(ModifiedResNet):
+class CLIPResNetBackbone(CLIPTower, ModifiedResNet):
     """open_clip's CLIP ``ModifiedResNet`` with last stride 1 and an all-token attention pool.
 
     Args:
@@ -137,6 +133,9 @@ class CLIPResNetBackbone(ModifiedResNet):
         >>> m.grid_size, tuple(m.attnpool.positional_embedding.shape)
         ((7, 7), (50, 256))
     """
+
+    OPENAI_MODEL = "RN50-quickgelu"
+    POS_KEY = "attnpool.positional_embedding"
 
     def __init__(
         self,
@@ -171,18 +170,8 @@ class CLIPResNetBackbone(ModifiedResNet):
 
     # ------------------------------------------------------------------ sizes
     @property
-    def num_tokens(self) -> int:
-        """1 (pooled token) + layer4 cells."""
-        return self.grid_size[0] * self.grid_size[1] + 1
-
-    @property
     def token_dim(self) -> int:
         """Channels of ``VisualFeatures.tokens`` (the attention-pool output, ``output_dim``)."""
-        return self.output_dim
-
-    @property
-    def embed_dim(self) -> int:
-        """Size of the CLIP joint space (``output_dim``): channels of ``tokens_proj``."""
         return self.output_dim
 
     @property
@@ -247,29 +236,11 @@ class CLIPResNetBackbone(ModifiedResNet):
         tokens = self.features(x, cls_embed).tokens
         return (tokens, tokens) if project else tokens
 
-    # ------------------------------------------------------------------ weights
-    def load_pretrained(self, source: str, cache_dir: str | None = None,
-                        openai_model: str = "RN50-quickgelu") -> None:
-        """Load CLIP RN50 visual weights: ``'openai'`` (open_clip cache / download) or a file.
-
-        Files: OpenAI's TorchScript ``RN50.pt``, an open_clip / full CLIP state dict
-        (``visual.`` keys), a visual-only state dict, ``.safetensors``, or an authors' TF-CLIP
-        checkpoint (``image_encoder.`` keys). The attention-pool table is resized bilinearly
-        (align_corners=False, no antialias) to this grid. Offline, ``'openai'`` fails within
-        seconds naming ``pretrained='/path/to/RN50.pt'``.
-        """
-        visual = load_clip_state_dict(source, openai_model, cache_dir).visual
-        self.load_visual_state_dict(visual, source=str(source))
-
-    def load_visual_state_dict(self, state: Mapping[str, torch.Tensor], source: str = "") -> None:
-        """Load a visual-tower state dict (OpenAI / open_clip names), resizing the pool table."""
-        load_visual_weights(
-            self, state, {_POS_KEY: self.grid_size}, source=source,
-            architecture=(
-                f"ModifiedResNet: layers {list(self.layers)}, width {self.width}, output_dim "
-                f"{self.output_dim}, grid {self.grid_size}"
-            ),
-        )
+    @property
+    def architecture(self) -> str:
+        """One line naming the ResNet's sizes."""
+        return (f"ModifiedResNet: layers {list(self.layers)}, width {self.width}, output_dim "
+                f"{self.output_dim}, grid {self.grid_size}")
 
 
 # ---------------------------------------------------------------------------- complexity
