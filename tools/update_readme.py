@@ -94,6 +94,7 @@ def _demo(config: str, *opts: str) -> Callable[[], str]:
         folder = osp.join(RUNS, osp.splitext(config)[0])
         if osp.isdir(folder):
             shutil.rmtree(folder)
+        os.makedirs(folder)
         save = osp.join(folder, "log")
         seconds = _run([PY, osp.join(REPO, "tools", "train.py"), "--config-file",
                         osp.join(REPO, "configs", config), "--root", osp.join(folder, "data"),
