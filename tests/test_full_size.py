@@ -20,8 +20,9 @@ def test_full_size_training_step_and_test_feature(arch, tokens):
     x = torch.randn(4, 2, 3, 256, 128)
     cams = torch.tensor([0, 1, 2, 5])
     pids = torch.tensor([3, 3, 7, 7])
-    tok, b, t = model.encode_frames(x, cams)
-    assert tok.shape == (8, tokens, 768)
+    feats, b, t = model.encode(x, cams)
+    assert (b, t) == (4, 2) and feats.tokens.shape == (8, tokens, 768)
+    assert feats.tokens_proj.shape == (8, tokens, 512)
     model.train()
     out = model(x, cam_label=cams)
     assert [f.shape[1] for f in out.features] == [768, 512, 768]
