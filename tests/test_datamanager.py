@@ -315,6 +315,29 @@ def test_distributed_sampler_partitions_single_process_batches():
     assert list(iter(again)) != list(iter(samplers[0]))
 
 
+class _Echo(torch.utils.data.Dataset):
+    def __getitem__(self, key):
+        return key
+
+
+def test_seeded_sampler_length_is_exact_every_epoch():
+    from tfclip_torchreid.data.samplers import SeededSampler
+
+    data = _data(num_ids=17, seed=3)
+    base = compat.RandomIdentitySampler(data, 16, 4)
+    sampler = SeededSampler(compat.RandomIdentitySampler(data, 16, 4), seed=2)
+    lengths = set()
+    for epoch in range(6):
+        sampler.set_epoch(epoch)
+        n = len(sampler)
+        assert n == len(list(sampler)) and n % 16 == 0
+        loader = torch.utils.data.DataLoader(_Echo(), sampler=sampler, batch_size=16,
+                                             drop_last=True, collate_fn=list)
+        assert len(loader) == len(list(loader))
+        lengths.add(n)
+    assert lengths != {len(base)}  # torchreid's estimate is not the epoch's length here
+
+
 def test_distributed_sampler_args_and_shards():
     data = _data()
     with pytest.raises(ValueError, match="rank and world_size"):

@@ -60,6 +60,7 @@ def get_default_config() -> CN:
     cfg.data.check_frames = True  # check every frame once before training (cached)
     cfg.data.allow_unseen_test_cameras = False  # SIE: test cameras never seen in training
     cfg.data.gallery_includes_query = "auto"  # auto (MARS, LS-VID: yes) | yes | no
+    cfg.data.val_ids = 0  # training ids held out for validation: eval_freq + best.pth use them
     cfg.data.save_dir = "log"
 
     cfg.sampler = CN()

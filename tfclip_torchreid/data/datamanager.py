@@ -43,6 +43,7 @@ from tfclip_torchreid import compat
 
 from .dataset import ClipDataset, SeededDataset, collate_clips
 from .distributed import dist_rank_world, shard_indices
+from .holdout import hold_out_identities
 from .samplers import build_train_sampler
 from .sampling import canonical_method
 from .transforms import build_image_transforms, build_sequence_transforms, erasing_mode, norm_stats
@@ -177,6 +178,8 @@ class _ClipDataManager:
         combineall: torchreid's ``combineall``.
         memory_batch_size: tracklets per memory-loader batch (default ``batch_size_test``).
         pad: padding before the random crop (image datasets only; CLIP-ReID's 10).
+        val_ids: training identities held out as a validation split (:mod:`.holdout`), for
+            checkpoint selection; 0 (default) trains on all of them.
     """
 
     def __init__(self, root: str = "", sources: Any = None, targets: Any = None,
@@ -188,7 +191,7 @@ class _ClipDataManager:
                  gallery_includes_query: bool | None = None, distributed: bool = False,
                  seed: int = 0, rank: int | None = None, world_size: int | None = None,
                  train_sampler: str = "RandomIdentitySampler", combineall: bool = False,
-                 memory_batch_size: int | None = None, pad: int = 10) -> None:
+                 memory_batch_size: int | None = None, pad: int = 10, val_ids: int = 0) -> None:
         self._set_names(sources, targets)
         self.height, self.width, self.seq_len = int(height), int(width), int(seq_len)
         self.train_sample_method = canonical_method(train_sample_method)
@@ -205,15 +208,17 @@ class _ClipDataManager:
         datasets = parse_datasets(self.sources + self.targets, root, self.data_type, split_id,
                                   combineall, self.transform_te)
         trainset = sum(datasets[name] for name in self.sources)
-        self._num_train_pids = trainset.num_train_pids
+        train, val_query, val_gallery = hold_out_identities(trainset.train, val_ids, self.seed)
+        self._num_train_pids = len({item[1] for item in train})
         self._num_train_cams = trainset.num_train_cams
-        self.train_set = ClipDataset(_as_tracklets(trainset.train), self.seq_len,
+        self.train_set = ClipDataset(_as_tracklets(train), self.seq_len,
                                      self.train_sample_method, self.transform_tr, relabel=True)
         self.train_loader = build_train_loader(
             self.train_set, batch_size_train, num_instances, train_sampler, workers, self.seed,
             self.rank, self.world_size, self.use_gpu)
         self.train_sampler = self.train_loader.sampler.sampler
         self._build_test(datasets, gallery_includes_query, batch_size_test, workers)
+        self._build_validation(val_query, val_gallery, batch_size_test, workers)
         self._check_tracklets()
         self.memory_loader = build_memory_loader(
             self.train_set, self.transform_te, memory_batch_size or batch_size_test,
@@ -271,6 +276,25 @@ class _ClipDataManager:
             self.test_dataset[name] = {"query": query,
                                        "gallery": query + gallery if with_query else gallery}
 
+    def _build_validation(self, query: list, gallery: list, batch_size: int,
+                          workers: int) -> None:
+        """``val_loader`` / ``val_dataset`` (query, gallery) of the held-out identities, tested
+        like a target; empty dicts without a validation split."""
+        self.val_dataset: Dict[str, list] = {}
+        self.val_loader: Dict[str, DataLoader] = {}
+        if not query:
+            return
+        self.val_dataset = {"query": query, "gallery": gallery}
+        self.val_loader = {
+            split: build_test_loader(_as_tracklets(items), self.seq_len, self.test_sample_method,
+                                     self.transform_te, batch_size, workers, self.use_gpu)
+            for split, items in self.val_dataset.items()}
+
+    @property
+    def has_validation(self) -> bool:
+        """Whether training identities were held out as a validation split."""
+        return bool(self.val_dataset)
+
     def _check_tracklets(self) -> None:
         """Labels 0..Y-1, camera ids inside the table, no empty tracklet (named if wrong)."""
         names = "+".join(self.sources)
@@ -279,11 +303,14 @@ class _ClipDataManager:
         for name in self.targets:
             for split in ("query", "gallery"):
                 check_tracklets(name, split, self.test_dataset[name][split])
+        for split, items in self.val_dataset.items():
+            check_tracklets(names, "validation " + split, items)
 
     def check_frames(self, cache_dir: str | None = None) -> None:
         """Check every frame of train and test once (fast header check, cached by file list):
         a corrupt test frame is found now, not after the whole training."""
         splits = [self.test_dataset[n][s] for n in self.targets for s in ("query", "gallery")]
+        splits += list(self.val_dataset.values())
         check_frames(frame_paths(self.train_set.tracklets, *splits), cache_dir=cache_dir,
                      verbose=self.rank == 0)
 
@@ -352,6 +379,9 @@ class _ClipDataManager:
         for name, inc in self.gallery_includes_query.items():
             q, g = (len(self.test_dataset[name][k]) for k in ("query", "gallery"))
             print(f"  {name:<18} : query {q}, gallery {g}{' (includes query)' if inc else ''}")
+        if self.has_validation:
+            q, g = (len(self.val_dataset[k]) for k in ("query", "gallery"))
+            print(f"  {'validation':<18} : query {q}, gallery {g} (held-out training ids)")
         print("  ***********************************************")
 
     # -------------------------------------------------------------------- config
@@ -372,7 +402,7 @@ class _ClipDataManager:
             erasing=d.erasing, flip=d.flip, split_id=d.split_id,
             use_gpu=bool(cfg.use_gpu), distributed=distributed, seed=cfg.train.seed,
             gallery_includes_query=None if include == "auto" else include in ("yes", "true"),
-            pad=d.pad,
+            pad=d.pad, val_ids=d.val_ids,
         )
 
 

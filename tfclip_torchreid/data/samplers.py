@@ -49,6 +49,7 @@ class SeededSampler(Sampler):
         self.seed = int(seed)
         self.rank = int(rank)
         self.epoch = 0
+        self._order: tuple[int, list[int]] | None = None
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose order and sample seeds are drawn next."""
@@ -56,14 +57,21 @@ class SeededSampler(Sampler):
         if hasattr(self.sampler, "set_epoch"):
             self.sampler.set_epoch(epoch)
 
+    def order(self) -> list[int]:
+        """This epoch's index order (drawn once per epoch, then reused)."""
+        if self._order is None or self._order[0] != self.epoch:
+            with rng_scope(derive_seed(self.seed, self.epoch)):
+                self._order = (self.epoch, [int(i) for i in self.sampler])
+        return self._order[1]
+
     def __iter__(self) -> Iterator[Tuple[int, int]]:
-        with rng_scope(derive_seed(self.seed, self.epoch)):
-            order = [int(i) for i in self.sampler]
-        for position, index in enumerate(order):
+        for position, index in enumerate(self.order()):
             yield index, derive_seed(self.seed, self.epoch, self.rank, position)
 
     def __len__(self) -> int:
-        return len(self.sampler)
+        """The exact length of this epoch (torchreid's ``RandomIdentitySampler`` only estimates
+        it, so a progress bar's total would be off by a few batches)."""
+        return len(self.order())
 
 
 def build_train_sampler(

@@ -21,6 +21,7 @@ import os
 import os.path as osp
 import sys
 import time
+import warnings
 from typing import Any
 
 import torch
@@ -369,8 +370,32 @@ def summary_table(out: dict[str, Any]) -> str:
 
 class ConsoleLogger(compat.utils.Logger):
     """torchreid's console + file ``Logger``, flushed at every line (so a redirected run shows
-    its progress as it goes), and closing it closes only its file (torchreid's closes
-    ``sys.stdout``)."""
+    its progress as it goes); Python warnings go to the log file too (and to stderr as before);
+    closing it closes only its file (torchreid's closes ``sys.stdout``).
+
+    Example:
+        >>> import tempfile, warnings
+        >>> path = os.path.join(tempfile.mkdtemp(), "train.log")
+        >>> log = ConsoleLogger(path)
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("always")
+        ...     warnings.warn("3 queries without a match")
+        >>> log.close()
+        >>> "UserWarning: 3 queries without a match" in open(path).read()
+        True
+    """
+
+    def __init__(self, fpath: str) -> None:
+        super().__init__(fpath)
+        self._showwarning = warnings.showwarning
+        warnings.showwarning = self._show_warning
+
+    def _show_warning(self, message: Any, category: type, filename: str, lineno: int,
+                      file: Any = None, line: str | None = None) -> None:
+        self._showwarning(message, category, filename, lineno, file, line)
+        if self.file is not None and not self.file.closed:
+            self.file.write(warnings.formatwarning(message, category, filename, lineno, line))
+            self.file.flush()
 
     def write(self, msg: str) -> None:
         super().write(msg)
@@ -378,6 +403,8 @@ class ConsoleLogger(compat.utils.Logger):
             self.flush()
 
     def close(self) -> None:
+        if warnings.showwarning == self._show_warning:
+            warnings.showwarning = self._showwarning
         if self.file is not None and not self.file.closed:
             self.file.flush()
             self.file.close()

@@ -69,6 +69,8 @@ __all__ = ["VideoV2MEngine", "AMP_MODES", "DIST_METRICS"]
 AMP_MODES = ("auto", "bf16", "fp16", "off")
 #: distance metrics of torchreid's ``compute_distance_matrix`` (``test.dist_metric``)
 DIST_METRICS = ("euclidean", "cosine")
+#: name of the held-out validation split in logs, tensorboard and ``validation.json``
+VALIDATION = "validation"
 
 
 class _NullWriter:
@@ -157,6 +159,9 @@ class VideoV2MEngine(compat.Engine):
         self.prompt_stage = prompt_stage or PromptStageConfig()
         self.save_features = bool(save_features)
         self._prompt_resume: dict | None = None
+        self.validation_history: list[dict] = []
+        self._val_schedule: tuple[int, int] = (-1, 0)  # (eval_freq, start_eval)
+        self._val_kwargs: dict[str, Any] = {}
 
     def _wrap(self, model: nn.Module, compile_model: bool, find_unused: bool) -> nn.Module:
         if self.distributed:
@@ -205,12 +210,22 @@ class VideoV2MEngine(compat.Engine):
     # ------------------------------------------------------------------ run / train
     def run(self, save_dir: str = "log", max_epoch: int = 0, start_epoch: int = 0, **kwargs: Any):
         """torchreid's ``Engine.run``; rank 0 alone writes logs and checkpoints. The checkpoint
-        folder is checked (writable, stale temp files removed) before anything is computed."""
+        folder is checked (writable, stale temp files removed) before anything is computed.
+
+        With a validation split (``data.val_ids``), ``eval_freq``/``start_eval`` schedule the
+        validation evaluations (and ``best.pth``) instead: the test set is evaluated once, at the
+        end."""
         self.save_dir = save_dir
         self.test_only = bool(kwargs.get("test_only"))
+        best = self.checkpointer.best_metric  # restored by resume()
         self.checkpointer = Checkpointer(save_dir, self.keep_last, enabled=self.is_main)
+        self.checkpointer.best_metric = best
         if not kwargs.get("test_only"):
             self.checkpointer.prepare()
+        if getattr(self.datamanager, "has_validation", False) and not self.test_only:
+            self._val_schedule = (kwargs.pop("eval_freq", -1), kwargs.pop("start_eval", 0))
+            self._val_kwargs = {k: kwargs[k] for k in ("dist_metric", "normalize_feature",
+                                                       "ranks") if k in kwargs}
         if not self.is_main:
             self.writer = _NullWriter()
         t0 = time.time()
@@ -242,7 +257,43 @@ class VideoV2MEngine(compat.Engine):
             print(f"=> epoch {self.epoch + 1}/{self.max_epoch} done in {seconds:.1f} s, "
                   f"lr {self.get_current_lr():.2e}", flush=True)
         self.epochs_done = self.epoch + 1
-        self.checkpointer.save(self.checkpoint_state(self.epoch), self.epochs_done)
+        state = self.checkpoint_state(self.epoch)
+        if self.validation_due():
+            row = self.validate()
+            state["validation"] = list(self.validation_history)
+            if self.checkpointer.save_best(state, row["mAP"]) and self.is_main:
+                print(f"=> best validation mAP so far: wrote {self.checkpointer.best_path}")
+            state["best_metric"] = self.checkpointer.best_metric
+        self.checkpointer.save(state, self.epochs_done)
+
+    # ------------------------------------------------------------------ validation
+    def validation_due(self) -> bool:
+        """A validation split exists and this epoch is on the ``eval_freq`` schedule (the last
+        epoch always is, so ``best.pth`` sees it)."""
+        freq, start = self._val_schedule
+        done = self.epoch + 1
+        return (getattr(self.datamanager, "has_validation", False) and freq > 0
+                and done >= start and (done % freq == 0 or done == self.max_epoch))
+
+    def validate(self) -> dict:
+        """Evaluate on the held-out validation identities (RNG-neutral, like :meth:`test`);
+        append the row to ``validation_history``, log it to tensorboard (``Val/``) and write
+        ``<save_dir>/validation.json``. Returns the row."""
+        dm = self.datamanager
+        state = rng_state()
+        try:
+            self._evaluate(VALIDATION, dm.val_loader["query"], dm.val_loader["gallery"],
+                           **self._val_kwargs)
+        finally:
+            set_rng_state(state)
+        row = {"epoch": self.epoch + 1, **self.results.pop(VALIDATION)}
+        self.validation_history.append(row)
+        if self.is_main:
+            for key in ("mAP", "R1"):
+                if key in row and self.writer is not None:
+                    self.writer.add_scalar(f"Val/{key}", row[key], row["epoch"])
+            _write_json(osp.join(self.save_dir, "validation.json"), self.validation_history)
+        return row
 
     def save_model(self, epoch: int, rank1: float, save_dir: str, is_best: bool = False) -> None:
         """torchreid calls this after each evaluation. Checkpoints are written once per epoch by
@@ -274,11 +325,7 @@ class VideoV2MEngine(compat.Engine):
         rows = [{"model": self.raw_model.cfg.arch, "dataset": name, **res,
                  "epoch": self.epochs_done, "train_s": train_s, "evaluate_only": self.test_only}
                 for name, res in self.results.items()]
-        os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-        tmp = path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(rows[0] if len(rows) == 1 else rows, f, indent=2)
-        os.replace(tmp, path)
+        _write_json(path, rows[0] if len(rows) == 1 else rows)
 
     def forward_backward(self, data: dict) -> OrderedDict:
         """One optimisation step on a batch of clips; returns the logged loss terms."""
@@ -563,6 +610,8 @@ class VideoV2MEngine(compat.Engine):
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "memory_cache_key": self.memory_cache_key,
             "rng": rng_state(),
+            "best_metric": self.checkpointer.best_metric,
+            "validation": list(self.validation_history),
         }
         if prompt_stage is not None:
             state["prompt_stage"] = prompt_stage
@@ -587,8 +636,19 @@ class VideoV2MEngine(compat.Engine):
         if state.get("rng") is not None:
             set_rng_state(state["rng"])
         self._prompt_resume = state.get("prompt_stage")
+        self.checkpointer.best_metric = state.get("best_metric")
+        self.validation_history = list(state.get("validation") or [])
         if self.is_main:
             where = (f"CLIP-ReID stage 1 at epoch {self._prompt_resume['epoch'] + 1}"
                      if self._prompt_resume else f"epoch {state['epoch'] + 1}")
             print(f"=> Resumed from {fpath}: continuing at {where}")
         return int(state["epoch"])
+
+
+def _write_json(path: str, obj: Any) -> None:
+    """``obj`` as indented JSON at ``path``, written atomically."""
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2)
+    os.replace(tmp, path)
