@@ -46,8 +46,10 @@ def test_two_process_gloo_training_sigkill_and_exact_resume(tmp_path):
     checkpoint in every tensor; rank 0's checkpoint loads into a 1-process evaluation."""
     root = str(tmp_path / "data")
     make_synthetic_dataset("mars", root, seed=0, verbose=False, **TINY_MARS)
-    # 4 batches per rank and epoch (P=2 identities x K=2), a line for each
-    extra = ("train.batch_size", "4", "sampler.num_instances", "2", "train.print_freq", "1")
+    # 4 batches per rank and epoch (P=2 identities x K=2), a line for each; 2 training ids held
+    # out as a validation split, evaluated (sharded over the ranks) after every epoch
+    val = ("data.val_ids", "2", "test.eval_freq", "1")
+    extra = ("train.batch_size", "4", "sampler.num_instances", "2", "train.print_freq", "1", *val)
     save, killed_save = str(tmp_path / "ddp"), str(tmp_path / "ddp_killed")
     reference = TrainProcess(_torchrun(*_args(root, save, 2, *extra)))
     killed = TrainProcess(_torchrun(*_args(root, killed_save, 2, *extra), "--resume", "auto"),
@@ -67,9 +69,12 @@ def test_two_process_gloo_training_sigkill_and_exact_resume(tmp_path):
     ckpt = torch.load(latest, map_location="cpu", weights_only=True)
     assert ckpt["epoch"] == 2
     assert_identical(torch.load(latest_killed, weights_only=True), ckpt, "2-rank resume")
+    assert [row["epoch"] for row in ckpt["validation"]] == [1, 2]
+    assert osp.isfile(osp.join(save, "checkpoints", "best.pth"))
 
     # 1 process, same config and seed: identical encoder and tracklets -> same memory
-    cfg = config_from_args(build_parser().parse_args(_args(root, str(tmp_path / "single"))))
+    cfg = config_from_args(build_parser().parse_args(_args(root, str(tmp_path / "single"), 1,
+                                                           *val)))
     compat.set_random_seed(cfg.train.seed)
     engine = build_engine(cfg)
     engine.init_memory()

@@ -287,6 +287,7 @@ class VideoV2MEngine(compat.Engine):
         finally:
             set_rng_state(state)
         row = {"epoch": self.epoch + 1, **self.results.pop(VALIDATION)}
+        row.pop("test_s")  # no wall time in checkpoints: a resumed run's are identical
         self.validation_history.append(row)
         if self.is_main:
             for key in ("mAP", "R1"):
