@@ -279,6 +279,9 @@ def test_ilidsvid_generated_tree_with_torchreid_loader(tmp_path):
     ("dukemtmcvidreid", "DukeMTMC-VideoReID/"),
     ("lsvid", "list_seq_train.txt"),
     ("lsvid_unchunked", "info_test.mat"),
+    ("market1501", "Market-1501-v15.09.15/"),
+    ("msmt17", "list_gallery.txt"),
+    ("dukemtmcreid", "DukeMTMC-reID/"),
 ])
 def test_missing_dataset_shows_expected_layout(tmp_path, name, needle):
     with pytest.raises(FileNotFoundError) as err:
@@ -286,6 +289,7 @@ def test_missing_dataset_shows_expected_layout(tmp_path, name, needle):
     msg = str(err.value)
     assert str(tmp_path) in msg and "Expected layout" in msg and needle in msg
     assert "└──" in msg and "Get the data:" in msg
+    assert ("make_synthetic_dataset.py --format market1501" in msg) == (name == "market1501")
     assert os.listdir(tmp_path) == []  # nothing created (torchreid's download would mkdir)
 
 
@@ -378,21 +382,6 @@ def test_market1501_generated_tree_with_torchreid_loader(tmp_path):
     assert dm.num_train_pids == 16 and dm.num_train_cams == 6
     batch = next(iter(dm.train_loader))
     assert tuple(batch["img"].shape) == (8, 3, 32, 16)
-
-
-@pytest.mark.parametrize("name,needle", [
-    ("market1501", "Market-1501-v15.09.15/"),
-    ("msmt17", "list_gallery.txt"),
-    ("dukemtmcreid", "DukeMTMC-reID/"),
-])
-def test_missing_image_dataset_shows_expected_layout(tmp_path, name, needle):
-    with pytest.raises(FileNotFoundError) as err:
-        check_dataset_layout(name, str(tmp_path))
-    msg = str(err.value)
-    assert str(tmp_path) in msg and "Expected layout" in msg and needle in msg
-    assert "└──" in msg and "Get the data:" in msg
-    assert ("make_synthetic_dataset.py --format market1501" in msg) == (name == "market1501")
-    assert os.listdir(tmp_path) == []
 
 
 def test_market1501_layout_variants(tmp_path):
