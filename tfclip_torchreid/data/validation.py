@@ -55,7 +55,6 @@ import os.path as osp
 import re
 import stat
 import sys
-import tempfile
 import time
 import warnings
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
@@ -64,6 +63,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Seque
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from ..utils.checkpoint import save_json
 from .datasets.layouts import ALIASES, resolve_layout
 
 __all__ = [
@@ -259,11 +259,7 @@ def _cache_hit(path: str, num_files: int) -> bool:
 
 def _write_cache(path: str, record: dict) -> None:
     try:
-        os.makedirs(osp.dirname(path), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=osp.dirname(path), prefix=".tmp-", suffix=".json")
-        with os.fdopen(fd, "w") as fh:
-            json.dump(record, fh)
-        os.replace(tmp, path)
+        save_json(record, path, indent=None)
     except OSError as err:
         warnings.warn(f"could not write the frame-check cache {path} ({err}); the frames will be "
                       "checked again next time. Set $TFCLIP_CACHE to a writable folder.",

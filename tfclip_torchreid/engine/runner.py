@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import os.path as osp
 import sys
@@ -43,7 +42,7 @@ from ..models.factory import (
 )
 from ..optim import WarmupMultiStepLR, build_tfclip_optimizer
 from ..utils import distributed as du
-from ..utils.checkpoint import load_checkpoint, read_header
+from ..utils.checkpoint import load_checkpoint, read_header, save_json
 from .checkpoint import check_writable
 from .prompt_learning import PromptStageConfig
 from .v2m_engine import AMP_MODES, DIST_METRICS, VideoV2MEngine
@@ -439,8 +438,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         out = run_from_config(cfg)
         if "after" in out and du.is_main_process():
             print("\n" + summary_table(out))
-            with open(osp.join(cfg.data.save_dir, "summary.json"), "w") as f:
-                json.dump({k: out.get(k) for k in ("before", "after", "timings")}, f, indent=2)
+            save_json({k: out.get(k) for k in ("before", "after", "timings")},
+                      osp.join(cfg.data.save_dir, "summary.json"))
         print(f"=> Wrote {_paths(cfg, log_path)}")
         return out
     finally:

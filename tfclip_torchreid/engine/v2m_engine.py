@@ -31,9 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import math
-import os
 import os.path as osp
 import sys
 import time
@@ -51,8 +49,9 @@ from .. import compat
 from ..losses import TFCLIPLoss
 from ..metrics import rank_metrics
 from ..models.clip_memory import aggregate_identity_means
+from ..utils.checkpoint import save_json
 from ..utils.distributed import all_gather_ordered, get_world_size, is_main_process
-from ..utils.rng import rng_state, set_rng_state
+from ..utils.rng import rng_preserved, rng_state, set_rng_state
 from . import identity_bank
 from .checkpoint import Checkpointer, checkpoint_header, load_checkpoint
 from .extraction import TrackletFeatures, extract_features
@@ -270,22 +269,18 @@ class VideoV2MEngine(compat.Engine):
     def validation_due(self) -> bool:
         """A validation split exists and this epoch is on the ``eval_freq`` schedule (the last
         epoch always is, so ``best.pth`` sees it)."""
-        freq, start = self._val_schedule
+        freq, start = self._val_schedule  # set by run() only when a validation split exists
         done = self.epoch + 1
-        return (getattr(self.datamanager, "has_validation", False) and freq > 0
-                and done >= start and (done % freq == 0 or done == self.max_epoch))
+        return freq > 0 and done >= start and (done % freq == 0 or done == self.max_epoch)
 
     def validate(self) -> dict:
         """Evaluate on the held-out validation identities (RNG-neutral, like :meth:`test`);
         append the row to ``validation_history``, log it to tensorboard (``Val/``) and write
         ``<save_dir>/validation.json``. Returns the row."""
         dm = self.datamanager
-        state = rng_state()
-        try:
+        with rng_preserved():
             self._evaluate(VALIDATION, dm.val_loader["query"], dm.val_loader["gallery"],
                            **self._val_kwargs)
-        finally:
-            set_rng_state(state)
         row = {"epoch": self.epoch + 1, **self.results.pop(VALIDATION)}
         row.pop("test_s")  # no wall time in checkpoints: a resumed run's are identical
         self.validation_history.append(row)
@@ -293,7 +288,7 @@ class VideoV2MEngine(compat.Engine):
             for key in ("mAP", "R1"):
                 if key in row and self.writer is not None:
                     self.writer.add_scalar(f"Val/{key}", row[key], row["epoch"])
-            _write_json(osp.join(self.save_dir, "validation.json"), self.validation_history)
+            save_json(self.validation_history, osp.join(self.save_dir, "validation.json"))
         return row
 
     def save_model(self, epoch: int, rank1: float, save_dir: str, is_best: bool = False) -> None:
@@ -307,12 +302,9 @@ class VideoV2MEngine(compat.Engine):
         """torchreid's ``Engine.test``, made RNG-neutral (evaluating during training or not
         leaves the training trajectory unchanged, and resumed runs stay exact); with a
         ``save_dir``, every evaluation writes ``<save_dir>/results.json`` at once."""
-        state = rng_state()
-        try:
+        with rng_preserved():
             rank1 = super().test(dist_metric, normalize_feature, visrank, visrank_topk, save_dir,
                                  use_metric_cuhk03, list(ranks), rerank)
-        finally:
-            set_rng_state(state)
         if save_dir and self.is_main:
             self.write_results(osp.join(save_dir, "results.json"))
         return rank1
@@ -326,7 +318,7 @@ class VideoV2MEngine(compat.Engine):
         rows = [{"model": self.raw_model.cfg.arch, "dataset": name, **res,
                  "epoch": self.epochs_done, "train_s": train_s, "evaluate_only": self.test_only}
                 for name, res in self.results.items()]
-        _write_json(path, rows[0] if len(rows) == 1 else rows)
+        save_json(rows[0] if len(rows) == 1 else rows, path)
 
     def forward_backward(self, data: dict) -> OrderedDict:
         """One optimisation step on a batch of clips; returns the logged loss terms."""
@@ -396,8 +388,7 @@ class VideoV2MEngine(compat.Engine):
         memory = getattr(self.raw_model, "memory", None)
         if memory is None or memory.initialized:
             return
-        state = rng_state()
-        try:
+        with rng_preserved():
             if not self.memory_cache_key:  # a resumed stage 1 keeps its original key
                 self.memory_cache_key = self.compute_memory_cache_key()
             compute = self.compute_text_bank if self.raw_model.uses_text else self.compute_memory
@@ -409,8 +400,6 @@ class VideoV2MEngine(compat.Engine):
                 with torch.no_grad():
                     self.raw_model.prompt_learner.cls_ctx.copy_(entry["cls_ctx"])
             memory.set(entry["bank"].to(memory.bank.device))
-        finally:
-            set_rng_state(state)
 
     @torch.inference_mode()
     def train_features(self) -> TrackletFeatures:
@@ -644,12 +633,3 @@ class VideoV2MEngine(compat.Engine):
                      if self._prompt_resume else f"epoch {state['epoch'] + 1}")
             print(f"=> Resumed from {fpath}: continuing at {where}")
         return int(state["epoch"])
-
-
-def _write_json(path: str, obj: Any) -> None:
-    """``obj`` as indented JSON at ``path``, written atomically."""
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2)
-    os.replace(tmp, path)

@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import os
 import os.path as osp
 import tempfile
@@ -25,7 +26,8 @@ from typing import Any, Dict, List, Mapping
 import numpy as np
 import torch
 
-__all__ = ["save_checkpoint", "load_checkpoint", "checkpoint_header", "read_header", "FORMAT"]
+__all__ = ["save_checkpoint", "load_checkpoint", "save_json", "checkpoint_header", "read_header",
+           "FORMAT"]
 
 #: ``format`` entry of every checkpoint this package writes
 FORMAT = "tfclip_torchreid.checkpoint/1"
@@ -55,6 +57,30 @@ def save_checkpoint(state: dict, fpath: str) -> str:
             torch.save(_plain(state), f)
             f.flush()
             os.fsync(f.fileno())
+        os.replace(tmp, fpath)
+    except BaseException:
+        if osp.exists(tmp):
+            os.remove(tmp)
+        raise
+    return fpath
+
+
+def save_json(obj: Any, fpath: str, indent: int | None = 2) -> str:
+    """Atomically write ``obj`` as JSON to ``fpath`` (temp file in the same folder + rename), so
+    a reader never sees half a file; returns ``fpath``.
+
+    Example:
+        >>> import tempfile, json
+        >>> path = save_json({"mAP": 0.5}, os.path.join(tempfile.mkdtemp(), "results.json"))
+        >>> json.load(open(path))
+        {'mAP': 0.5}
+    """
+    folder = osp.dirname(osp.abspath(fpath))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=indent)
         os.replace(tmp, fpath)
     except BaseException:
         if osp.exists(tmp):

@@ -27,7 +27,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-__all__ = ["rng_state", "set_rng_state", "rng_scope", "derive_seed"]
+__all__ = ["rng_state", "set_rng_state", "rng_scope", "rng_preserved", "derive_seed"]
 
 
 def derive_seed(*keys: int) -> int:
@@ -90,3 +90,24 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@contextlib.contextmanager
+def rng_preserved() -> Iterator[None]:
+    """Run the block, then put every generator back (:func:`rng_state`, CUDA included): what
+    the block draws leaves the caller's random streams where they were.
+
+    Example:
+        >>> _ = torch.manual_seed(0)
+        >>> with rng_preserved():
+        ...     _ = torch.rand(3)
+        >>> x = torch.rand(1)
+        >>> _ = torch.manual_seed(0)
+        >>> torch.equal(x, torch.rand(1))
+        True
+    """
+    state = rng_state()
+    try:
+        yield
+    finally:
+        set_rng_state(state)
