@@ -22,6 +22,18 @@ from tfclip_torchreid.data.datasets.lsvid import LSVID, chunk_tracklets, read_qu
 from tfclip_torchreid.data.synthetic import make_synthetic_dataset, synthetic_info
 
 
+def assert_query_protocol(query, gallery):
+    """One query per (identity, camera); every query has a cross-camera gallery match; some
+    queries also have a same-identity same-camera gallery item (removed by the evaluation)."""
+    q_keys = [(t[1], t[2]) for t in query]
+    assert len(q_keys) == len(set(q_keys))
+    same_cam = 0
+    for pid, cam in q_keys:
+        assert any(g[1] == pid and g[2] != cam for g in gallery)
+        same_cam += any(g[1] == pid and g[2] == cam for g in gallery)
+    assert same_cam >= 1
+
+
 def _identity(x):
     return x
 
@@ -224,15 +236,7 @@ def test_mars_generated_tree_with_torchreid_loader(tmp_path):
     g_pids = [t[1] for t in ds.gallery]
     assert g_pids.count(0) == 6 and -1 not in g_pids  # distractors kept, junk dropped
     assert exp["junk_tracklets"] == 2 and osp.isdir(osp.join(d, "bbox_test", "00-1"))
-    # one query per (identity, camera); every query has a cross-camera gallery match;
-    # some queries also have a same-identity same-camera gallery tracklet (removed at eval)
-    q_keys = [(t[1], t[2]) for t in ds.query]
-    assert len(q_keys) == len(set(q_keys))
-    same_cam = 0
-    for pid, cam in q_keys:
-        assert any(g[1] == pid and g[2] != cam for g in ds.gallery)
-        same_cam += any(g[1] == pid and g[2] == cam for g in ds.gallery)
-    assert same_cam >= 1
+    assert_query_protocol(ds.query, ds.gallery)
     # frames in temporal order, images readable by torchreid
     paths = ds.train[0][0]
     assert list(paths) == sorted(paths)
@@ -354,15 +358,7 @@ def test_market1501_generated_tree_with_torchreid_loader(tmp_path):
     g_pids = [t[1] for t in ds.gallery]
     assert g_pids.count(0) == exp["distractor_images"] == 20 and -1 not in g_pids
     assert len(glob.glob(osp.join(ds.gallery_dir, "-1_c*.jpg"))) == exp["junk_images"] == 6
-    # one query per (identity, camera), each with a cross-camera gallery match; some queries
-    # also have same-identity same-camera gallery images (removed by the evaluation)
-    q_keys = [(t[1], t[2]) for t in ds.query]
-    assert len(q_keys) == len(set(q_keys))
-    same_cam = 0
-    for pid, cam in q_keys:
-        assert any(g[1] == pid and g[2] != cam for g in ds.gallery)
-        same_cam += any(g[1] == pid and g[2] == cam for g in ds.gallery)
-    assert same_cam >= 1
+    assert_query_protocol(ds.query, ds.gallery)
     assert compat.read_image(ds.query[0][0]).size == (16, 32)
 
     # torchreid's Python ranker runs on it (it fails on galleries of <= 50 + k images)
