@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import glob
 import json
+import logging
 import os
 import os.path as osp
 import re
@@ -308,7 +309,8 @@ def drop_gallery_identity(dm) -> int:
     return sum(item[1] == pid for item in query)
 
 
-def test_queries_without_a_match_are_counted_and_reported(mars_root, tmp_path, capsys):
+def test_queries_without_a_match_are_counted_and_reported(mars_root, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="tfclip_torchreid")
     engine = new_engine(make_cfg(mars_root, str(tmp_path / "log"),
                                  **{"data.gallery_includes_query": "no"}))
     unmatched = drop_gallery_identity(engine.datamanager)
@@ -317,7 +319,7 @@ def test_queries_without_a_match_are_counted_and_reported(mars_root, tmp_path, c
         engine.test(normalize_feature=True)
     res = engine.results["mars"]
     assert res["num_query"] == num_query and res["num_valid_query"] == num_query - unmatched
-    assert f"queries: {num_query - unmatched} evaluated of {num_query}" in capsys.readouterr().out
+    assert f"queries: {num_query - unmatched} evaluated of {num_query}" in caplog.text
 
 
 def test_results_json_after_every_evaluation_and_evaluate_only(mars_root, tmp_path,
@@ -418,7 +420,8 @@ def test_our_engine_asks_for_the_full_output(mars_root, tmp_path, monkeypatch):
 
 
 # ------------------------------------------------------------------------------ 7: console
-def test_progress_bar_when_asked_and_flags_anywhere(mars_root, tmp_path, capsys):
+def test_progress_bar_when_asked_and_flags_anywhere(mars_root, tmp_path, capsys, caplog):
+    caplog.set_level(logging.INFO, logger="tfclip_torchreid")
     args = runner.build_parser().parse_intermixed_args(
         ["train.max_epoch", "1", "--save-dir", "X", "data.seq_len", "2", "--arch", "tfclip_tiny"])
     cfg = runner.config_from_args(args)
@@ -432,7 +435,7 @@ def test_progress_bar_when_asked_and_flags_anywhere(mars_root, tmp_path, capsys)
     captured = capsys.readouterr()
     assert "epoch 1/1" in captured.err and "it/s" in captured.err  # tqdm's bar
     assert not re.search(r"^epoch: \[1/1\]", captured.out, re.M)  # the bar replaces the lines
-    assert "=> epoch 1/1 done" in captured.out
+    assert "=> epoch 1/1 done" in caplog.text
 
 
 def test_demo_like_run_prints_before_and_after(mars_root, tmp_path, capsys):

@@ -6,6 +6,7 @@ import filecmp
 import glob
 import importlib.util
 import json
+import logging
 import os
 import os.path as osp
 
@@ -45,16 +46,17 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path, fmt):
     assert fa != _files(c) or any(diffs)
 
 
-def test_idempotent_overwrite_and_foreign_folders(tmp_path, capsys):
+def test_idempotent_overwrite_and_foreign_folders(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="tfclip_torchreid")
     root = str(tmp_path)
     d = make_synthetic_dataset("mars", root, seed=0, **TINY_MARS)
     assert d == osp.join(root, "mars")
     stamp = {f: os.stat(osp.join(d, f)).st_mtime_ns for f in _files(d)}
-    capsys.readouterr()
+    caplog.clear()
     # complete -> nothing is rewritten, also when called with other parameters
     assert make_synthetic_dataset("mars", root, seed=0, **TINY_MARS) == d
     assert make_synthetic_dataset("mars", root, seed=9, **TINY_MARS) == d
-    out = capsys.readouterr().out
+    out = caplog.text
     assert "already complete" in out and "other parameters" in out
     assert stamp == {f: os.stat(osp.join(d, f)).st_mtime_ns for f in _files(d)}
     # an image deleted -> incomplete -> regenerated
@@ -169,7 +171,8 @@ TINY_MARKET = dict(height=32, width=16, num_train_ids=3, num_test_ids=3, num_cam
                    num_distractors=2, num_junk=2, min_len=2, max_len=3)
 
 
-def test_market1501_deterministic_and_idempotent(tmp_path, capsys):
+def test_market1501_deterministic_and_idempotent(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="tfclip_torchreid")
     a = make_synthetic_dataset("market1501", str(tmp_path / "a"), seed=3, verbose=False,
                                **TINY_MARKET)
     b = make_synthetic_dataset("market1501", str(tmp_path / "b"), seed=3, verbose=False,
@@ -187,9 +190,9 @@ def test_market1501_deterministic_and_idempotent(tmp_path, capsys):
     assert all(f.startswith("Market-1501-v15.09.15/") for f in imgs)
     # complete -> untouched; an image deleted -> regenerated; foreign folders refused
     stamp = {f: os.stat(osp.join(a, f)).st_mtime_ns for f in fa}
-    capsys.readouterr()
+    caplog.clear()
     make_synthetic_dataset("market1501", str(tmp_path / "a"), seed=3, **TINY_MARKET)
-    assert "already complete" in capsys.readouterr().out
+    assert "already complete" in caplog.text
     assert stamp == {f: os.stat(osp.join(a, f)).st_mtime_ns for f in fa}
     os.remove(osp.join(a, imgs[0]))
     make_synthetic_dataset("market1501", str(tmp_path / "a"), seed=3, verbose=False,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import glob
 import json
+import logging
 import os
 import os.path as osp
 import shutil
@@ -60,7 +61,8 @@ def _mars_frames(root: str) -> list:
 # ---------------------------------------------------------------------------------------------
 # frame files
 # ---------------------------------------------------------------------------------------------
-def test_check_frames_passes_and_caches(synth_root, tmp_path, monkeypatch, capsys):
+def test_check_frames_passes_and_caches(synth_root, tmp_path, monkeypatch, caplog):
+    caplog.set_level(logging.INFO, logger="tfclip_torchreid")
     root = _copy(synth_root, tmp_path, "mars")
     paths = _mars_frames(root)
     cache = str(tmp_path / "cache")
@@ -69,7 +71,8 @@ def test_check_frames_passes_and_caches(synth_root, tmp_path, monkeypatch, capsy
     monkeypatch.setattr(V, "frame_problem", lambda p: calls.append(p) or real(p))
     V.check_frames(paths + paths[:5], cache_dir=cache, verbose=True)  # duplicates read once
     assert sorted(calls) == sorted(paths)
-    assert "checked" in capsys.readouterr().out
+    assert "checked" in caplog.text
+    caplog.clear()
     assert len(os.listdir(cache)) == 1
 
     def no_reading(path):
@@ -77,7 +80,7 @@ def test_check_frames_passes_and_caches(synth_root, tmp_path, monkeypatch, capsy
 
     monkeypatch.setattr(V, "frame_problem", no_reading)
     V.check_frames(list(reversed(paths)), cache_dir=cache, verbose=True)  # order-independent key
-    assert "already checked" in capsys.readouterr().out
+    assert "already checked" in caplog.text
 
     # a rewritten file (other mtime) invalidates the entry: the list is read again
     st = os.stat(paths[3])

@@ -353,6 +353,11 @@ def row_counts(table: PaperTable, row: PaperRow, opts: Sequence[str] = (),
 
 
 # ---------------------------------------------------------------------------------- runs
+def _status(stream: Any, line: str) -> None:
+    stream.write(line + "\n")
+    stream.flush()
+
+
 def run_row(cfg: CfgNode, log: Any = None) -> Dict[str, Any]:
     """Train and test one configuration with :func:`~.engine.runner.run_from_config`.
 
@@ -366,7 +371,7 @@ def run_row(cfg: CfgNode, log: Any = None) -> Dict[str, Any]:
     os.makedirs(cfg.data.save_dir, exist_ok=True)
     log_path = osp.join(cfg.data.save_dir, "paper_tables.log")
     dataset = cfg.data.targets[0] if cfg.data.targets else cfg.data.sources[0]
-    print(f"=> {cfg.model.name} on {dataset}: {cfg.data.save_dir}", file=log, flush=True)
+    _status(log, f"=> {cfg.model.name} on {dataset}: {cfg.data.save_dir}")
     t0 = time.time()
     with open(log_path, "w") as f:
         try:
@@ -374,7 +379,7 @@ def run_row(cfg: CfgNode, log: Any = None) -> Dict[str, Any]:
                 out = run_from_config(cfg)
         except BaseException:
             f.flush()
-            print(f"   failed; its output is in {log_path}", file=log, flush=True)
+            _status(log, f"   failed; its output is in {log_path}")
             raise
     seconds = time.time() - t0
     after = out.get("after") or {}
@@ -383,8 +388,8 @@ def run_row(cfg: CfgNode, log: Any = None) -> Dict[str, Any]:
         raise RuntimeError(f"the run in {cfg.data.save_dir} gave no test result (log: {log_path})")
     metrics = {k: 100.0 * float(v) for k, v in result.items()
                if k in ("mAP", "mINP") or (k.startswith("R") and k[1:].isdigit())}
-    print(f"   {seconds:.1f} s: " + ", ".join(f"{k} {v:.1f}" for k, v in metrics.items()
-                                             if k in METRIC_NAMES), file=log, flush=True)
+    _status(log, f"   {seconds:.1f} s: " + ", ".join(f"{k} {v:.1f}" for k, v in metrics.items()
+                                                    if k in METRIC_NAMES))
     return {"dataset": dataset, "arch": cfg.model.name, "save_dir": cfg.data.save_dir,
             "log": log_path, "seconds": seconds, "metrics": metrics}
 

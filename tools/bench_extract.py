@@ -29,6 +29,7 @@ from tfclip_torchreid.engine.runner import (  # noqa: E402
     config_from_args,
     ensure_synthetic,
 )
+from tfclip_torchreid.utils.logger import console_logging  # noqa: E402
 
 
 def rebatch(loader: DataLoader, batch_size: int, limit: int) -> DataLoader:
@@ -50,6 +51,12 @@ def timed(fn, *a):
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
+    """Runs the tool with the package's log lines shown on stdout."""
+    with console_logging():
+        return _run(argv)
+
+
+def _run(argv: list[str] | None = None) -> list[dict]:
     p = build_parser()
     p.description = __doc__
     p.add_argument("--limit", type=int, default=0, help="use only the first N tracklets of each set")

@@ -39,6 +39,7 @@ from tfclip_torchreid.embedding import (
 )
 from tfclip_torchreid.export import load_inference_model
 from tfclip_torchreid.models import list_archs
+from tfclip_torchreid.utils.logger import console_logging
 from tfclip_torchreid.visualize import feature_distances
 
 
@@ -96,6 +97,12 @@ def _embed(model: torch.nn.Module, folder: str, out: str, args: argparse.Namespa
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Runs the tool with the package's log lines shown on stdout."""
+    with console_logging():
+        return _run(argv)
+
+
+def _run(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if (args.query is None) != (args.gallery is None):
         print("error: --query and --gallery go together", file=sys.stderr)

@@ -32,6 +32,7 @@ from tfclip_torchreid.export import (
     verify_export,
 )
 from tfclip_torchreid.models import list_archs
+from tfclip_torchreid.utils.logger import console_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,6 +76,12 @@ def _megabytes(path: str) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Runs the tool with the package's log lines shown on stdout."""
+    with console_logging():
+        return _run(argv)
+
+
+def _run(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.arch is None and args.weights is None:
         print("error: give --arch (random weights) or --weights (a checkpoint)", file=sys.stderr)

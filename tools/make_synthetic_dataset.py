@@ -18,6 +18,7 @@ import argparse
 import sys
 
 from tfclip_torchreid.data.synthetic import FORMATS, make_synthetic_dataset
+from tfclip_torchreid.utils.logger import console_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,6 +65,12 @@ _SIZE_KEYS = (
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Runs the tool with the package's log lines shown on stdout."""
+    with console_logging():
+        return _run(argv)
+
+
+def _run(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     sizes = {k: getattr(args, k) for k in _SIZE_KEYS if getattr(args, k) is not None}
     try:

@@ -44,6 +44,7 @@ from tfclip_torchreid.paper_tables import (  # noqa: E402
     row_counts,
     run_row,
 )
+from tfclip_torchreid.utils.logger import console_logging  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,6 +84,12 @@ def _datasets(table, args) -> list:
 
 
 def main(argv: list[str] | None = None) -> list:
+    """Runs the tool with the package's log lines shown on stdout."""
+    with console_logging():
+        return _run(argv)
+
+
+def _run(argv: list[str] | None = None) -> list:
     args = build_parser().parse_intermixed_args(argv)
     try:
         table = get_table(args.table)

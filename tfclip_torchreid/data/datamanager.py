@@ -34,6 +34,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Dict, Iterable, List, Sequence, Tuple
 
 import torch
@@ -48,6 +49,8 @@ from .samplers import build_train_sampler
 from .sampling import canonical_method
 from .transforms import build_image_transforms, build_sequence_transforms, erasing_mode, norm_stats
 from .validation import check_frames, check_tracklets, frame_paths, precheck_dataset
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "TFCLIPVideoDataManager", "TFCLIPImageDataManager", "build_datamanager", "parse_datasets",
@@ -370,19 +373,19 @@ class _ClipDataManager:
         """The loaders' settings (rank 0 only)."""
         if self.rank != 0:
             return
-        print("  **************** TF-CLIP data ****************")
-        print(f"  {self.data_type} | source {self.sources} | {self.num_train_pids} ids, "
-              f"{len(self.train_set)} train tracklets, {self.num_train_cams} cameras")
-        print(f"  seq_len {self.seq_len} | train sampling {self.train_sample_method} "
-              f"({type(self.train_sampler).__name__}) | test sampling {self.test_sample_method}")
-        print(f"  train transforms   : {self.transform_tr}")
+        logger.info("  **************** TF-CLIP data ****************")
+        logger.info(f"  {self.data_type} | source {self.sources} | {self.num_train_pids} ids, "
+                    f"{len(self.train_set)} train tracklets, {self.num_train_cams} cameras")
+        logger.info(f"  seq_len {self.seq_len} | train sampling {self.train_sample_method} "
+                    f"({type(self.train_sampler).__name__}) | test sampling {self.test_sample_method}")
+        logger.info(f"  train transforms   : {self.transform_tr}")
         for name, inc in self.gallery_includes_query.items():
             q, g = (len(self.test_dataset[name][k]) for k in ("query", "gallery"))
-            print(f"  {name:<18} : query {q}, gallery {g}{' (includes query)' if inc else ''}")
+            logger.info(f"  {name:<18} : query {q}, gallery {g}{' (includes query)' if inc else ''}")
         if self.has_validation:
             q, g = (len(self.val_dataset[k]) for k in ("query", "gallery"))
-            print(f"  {'validation':<18} : query {q}, gallery {g} (held-out training ids)")
-        print("  ***********************************************")
+            logger.info(f"  {'validation':<18} : query {q}, gallery {g} (held-out training ids)")
+        logger.info("  ***********************************************")
 
     # -------------------------------------------------------------------- config
     @classmethod

@@ -57,6 +57,7 @@ Example:
 from __future__ import annotations
 
 import json
+import logging
 import os
 import os.path as osp
 import shutil
@@ -67,6 +68,8 @@ from typing import Any, Dict, List, Sequence, Tuple
 import cv2
 import numpy as np
 from PIL import Image
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "FORMATS",
@@ -830,16 +833,16 @@ def _is_complete(ddir: str) -> bool:
 def _print_summary(ddir: str, info: Dict[str, Any], seconds: float) -> None:
     e = info["expected"]
     p = info["params"]
-    print(f"=> synthetic {info['format']} dataset at {ddir} (seed {info['seed']}, "
-          f"{p['height']}x{p['width']}, {info['num_images']} images, {seconds:.1f} s)")
+    logger.info(f"=> synthetic {info['format']} dataset at {ddir} (seed {info['seed']}, "
+                f"{p['height']}x{p['width']}, {info['num_images']} images, {seconds:.1f} s)")
     unit = "images" if "images" in e["train"] else "tracklets"
-    print(f"  subset   | # ids | # {unit:9s} | # cameras")
+    logger.info(f"  subset   | # ids | # {unit:9s} | # cameras")
     for sub in ("train", "query", "gallery"):
         c = e[sub]
-        print(f"  {sub:8s} | {c['ids']:5d} | {c[unit]:11d} | {c['cams']:9d}")
+        logger.info(f"  {sub:8s} | {c['ids']:5d} | {c[unit]:11d} | {c['cams']:9d}")
     extra = {k: v for k, v in e.items() if k not in ("train", "query", "gallery")}
     if extra:
-        print("  " + ", ".join(f"{k}={v}" for k, v in extra.items()))
+        logger.info("  " + ", ".join(f"{k}={v}" for k, v in extra.items()))
 
 
 def _render_all(ddir: str, tracks: Sequence[_Track], H: int, W: int, seed: int) -> int:
@@ -920,7 +923,7 @@ def make_synthetic_dataset(
                 note = "" if same else (
                     f" (generated with seed {info.get('seed')} and other parameters; "
                     "pass overwrite=True / --overwrite to regenerate)")
-                print(f"=> synthetic {fmt} dataset already complete at {ddir}{note}")
+                logger.info(f"=> synthetic {fmt} dataset already complete at {ddir}{note}")
             return ddir
 
     t0 = time.time()

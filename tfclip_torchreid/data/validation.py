@@ -48,6 +48,7 @@ import glob
 import hashlib
 import io
 import json
+import logging
 import multiprocessing
 import numbers
 import os
@@ -65,6 +66,8 @@ from PIL import Image, UnidentifiedImageError
 
 from ..utils.checkpoint import save_json
 from .datasets.layouts import ALIASES, resolve_layout
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "DataValidationError",
@@ -340,8 +343,8 @@ def check_frames(
         cache_file = osp.join(cache_dir, h.hexdigest()[:40] + ".json")
         if _cache_hit(cache_file, len(unique)):
             if verbose:
-                print(f"=> {len(unique)} frame files already checked (unchanged since; cache "
-                      f"{cache_file}), {time.perf_counter() - t0:.1f} s")
+                logger.info(f"=> {len(unique)} frame files already checked (unchanged since; cache "
+                            f"{cache_file}), {time.perf_counter() - t0:.1f} s")
             return
     skip = {p for p, _ in problems}
     chunks = _chunks([p for p in unique if p not in skip] if skip else unique)
@@ -359,8 +362,8 @@ def check_frames(
         _write_cache(cache_file, {"version": _CHECK_VERSION, "num_files": len(unique),
                                   "seconds": round(seconds, 3), "checked_at": time.time()})
     if verbose:
-        print(f"=> checked {len(unique)} frame files in {seconds:.1f} s "
-              f"({len(unique) / max(seconds, 1e-9):,.0f} files/s)")
+        logger.info(f"=> checked {len(unique)} frame files in {seconds:.1f} s "
+                    f"({len(unique) / max(seconds, 1e-9):,.0f} files/s)")
 
 
 def frame_paths(*tracklet_lists: Sequence[tuple]) -> List[str]:

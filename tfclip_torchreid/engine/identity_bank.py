@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import os.path as osp
 import warnings
@@ -28,6 +29,8 @@ import torch
 import torch.distributed as dist
 
 from .checkpoint import load_checkpoint, save_checkpoint
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["default_cache_dir", "cache_key", "load_or_compute"]
 
@@ -92,7 +95,7 @@ def load_or_compute(cache_dir: str, key: str,
         bank = None
     if bank is not None:
         if verbose:
-            print(f"=> identity bank loaded from cache {path}")
+            logger.info(f"=> identity bank loaded from cache {path}")
         return bank
     bank = compute()
     is_main = not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
@@ -100,5 +103,5 @@ def load_or_compute(cache_dir: str, key: str,
         save_checkpoint({**{k: v.cpu() for k, v in bank.items()}, "key": key,
                          "settings": settings or {}}, path)
         if verbose:
-            print(f"=> identity bank cached at {path}")
+            logger.info(f"=> identity bank cached at {path}")
     return bank

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import os
 import os.path as osp
 import sys
 import time
-import warnings
 from typing import Any
 
 import torch
@@ -43,9 +43,12 @@ from ..models.factory import (
 from ..optim import WarmupMultiStepLR, build_tfclip_optimizer
 from ..utils import distributed as du
 from ..utils.checkpoint import load_checkpoint, read_header, save_json
+from ..utils.logger import console_logging
 from .checkpoint import check_writable
 from .prompt_learning import PromptStageConfig
 from .v2m_engine import AMP_MODES, DIST_METRICS, VideoV2MEngine
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["build_parser", "config_from_args", "check_config", "build_engine", "run_engine",
            "run_from_config", "main"]
@@ -277,15 +280,15 @@ def run_engine(cfg: CfgNode, engine: VideoV2MEngine) -> dict[str, Any]:
     if resume:
         start_epoch = engine.resume(resume)
         if start_epoch >= cfg.train.max_epoch and not cfg.test.evaluate and du.is_main_process():
-            print(f"=> {resume} has finished training ({start_epoch}/{cfg.train.max_epoch} "
-                  f"epochs): evaluating only, no checkpoint is written")
+            logger.info(f"=> {resume} has finished training ({start_epoch}/{cfg.train.max_epoch} "
+                        f"epochs): evaluating only, no checkpoint is written")
     kwargs = _test_kwargs(cfg)
     out: dict[str, Any] = {"before": None, "after": None}
     if cfg.test.evaluate:
         engine.run(save_dir=cfg.data.save_dir, test_only=True, **kwargs)
     else:
         if cfg.test.eval_before_train:
-            print("=> Evaluating before training")
+            logger.info("=> Evaluating before training")
             engine.test(save_dir=cfg.data.save_dir, **kwargs)
             out["before"] = _snapshot(engine)
         fit = {k: v for k, v in kwargs.items() if k not in ("visrank", "visrank_topk", "rerank")}
@@ -323,17 +326,17 @@ def run_all_splits(cfg: CfgNode) -> dict[str, Any]:
         c.defrost()
         c.data.split_id, c.data.all_splits = split, False
         c.data.save_dir = osp.join(base_dir, f"split_{split}")
-        print(f"\n##### {names[0]} split {split + 1}/{n} #####")
+        logger.info(f"\n##### {names[0]} split {split + 1}/{n} #####")
         compat.set_random_seed(c.train.seed)
         per_split.append(next(iter(run_engine(c, build_engine(c))["after"].values())))
     keys = [k for k in per_split[0] if k.startswith("R") or k in ("mAP", "mINP")]
     mean = {k: sum(r[k] for r in per_split) / n for k in keys}
     if du.is_main_process():
-        print(f"\n##### {names[0]}: {n} splits #####")
-        print("split | " + " | ".join(keys))
+        logger.info(f"\n##### {names[0]}: {n} splits #####")
+        logger.info("split | " + " | ".join(keys))
         for i, r in enumerate(per_split):
-            print(f"{i:5d} | " + " | ".join(f"{r[k]:.1%}" for k in keys))
-        print(" mean | " + " | ".join(f"{mean[k]:.1%}" for k in keys))
+            logger.info(f"{i:5d} | " + " | ".join(f"{r[k]:.1%}" for k in keys))
+        logger.info(" mean | " + " | ".join(f"{mean[k]:.1%}" for k in keys))
         os.makedirs(base_dir, exist_ok=True)
         with open(osp.join(base_dir, "splits.csv"), "w") as f:
             f.write("split," + ",".join(keys) + "\n")
@@ -368,33 +371,21 @@ def summary_table(out: dict[str, Any]) -> str:
 
 
 class ConsoleLogger(compat.utils.Logger):
-    """torchreid's console + file ``Logger``, flushed at every line (so a redirected run shows
-    its progress as it goes); Python warnings go to the log file too (and to stderr as before);
-    closing it closes only its file (torchreid's closes ``sys.stdout``).
+    """torchreid's console + file ``Logger`` (a tee of ``sys.stdout``), flushed at every line so
+    a redirected run shows its progress as it goes; closing it closes only its file (torchreid's
+    closes ``sys.stdout``). The package's log records and Python warnings reach it through
+    :func:`~tfclip_torchreid.utils.logger.console_logging`.
 
     Example:
-        >>> import tempfile, warnings
+        >>> import tempfile
         >>> path = os.path.join(tempfile.mkdtemp(), "train.log")
         >>> log = ConsoleLogger(path)
-        >>> with warnings.catch_warnings():
-        ...     warnings.simplefilter("always")
-        ...     warnings.warn("3 queries without a match")
+        >>> log.write("epoch 1 done\\n")
+        epoch 1 done
         >>> log.close()
-        >>> "UserWarning: 3 queries without a match" in open(path).read()
-        True
+        >>> open(path).read()
+        'epoch 1 done\\n'
     """
-
-    def __init__(self, fpath: str) -> None:
-        super().__init__(fpath)
-        self._showwarning = warnings.showwarning
-        warnings.showwarning = self._show_warning
-
-    def _show_warning(self, message: Any, category: type, filename: str, lineno: int,
-                      file: Any = None, line: str | None = None) -> None:
-        self._showwarning(message, category, filename, lineno, file, line)
-        if self.file is not None and not self.file.closed:
-            self.file.write(warnings.formatwarning(message, category, filename, lineno, line))
-            self.file.flush()
 
     def write(self, msg: str) -> None:
         super().write(msg)
@@ -402,8 +393,6 @@ class ConsoleLogger(compat.utils.Logger):
             self.flush()
 
     def close(self) -> None:
-        if warnings.showwarning == self._show_warning:
-            warnings.showwarning = self._showwarning
         if self.file is not None and not self.file.closed:
             self.file.flush()
             self.file.close()
@@ -424,26 +413,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     check_config(cfg)
     stdout, log_path = sys.stdout, ""
     if distributed and not du.is_main_process():
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - only rank 0 logs
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - only rank 0 shows torchreid's lines
     else:
         name = "test.log" if cfg.test.evaluate else "train.log"
         log_path = osp.abspath(osp.join(cfg.data.save_dir, time.strftime("%Y%m%d-%H%M%S-")
                                         + name))
         sys.stdout = ConsoleLogger(log_path)
     cfg.freeze()
-    print(f"Show configuration\n{cfg}\n")
-    print(f"torchreid layout: {compat.LAYOUT} ({compat.ROOT}); world size {du.get_world_size()}")
-    print(f"=> Writing {_paths(cfg, log_path)}")
     try:
-        out = run_from_config(cfg)
-        if "after" in out and du.is_main_process():
-            print("\n" + summary_table(out))
-            save_json({k: out.get(k) for k in ("before", "after", "timings")},
-                      osp.join(cfg.data.save_dir, "summary.json"))
-        print(f"=> Wrote {_paths(cfg, log_path)}")
-        return out
+        with console_logging(enabled=du.is_main_process()):
+            logger.info(f"Show configuration\n{cfg}\n")
+            logger.info(f"torchreid layout: {compat.LAYOUT} ({compat.ROOT}); world size "
+                        f"{du.get_world_size()}")
+            logger.info(f"=> Writing {_paths(cfg, log_path)}")
+            out = run_from_config(cfg)
+            if "after" in out and du.is_main_process():
+                logger.info("\n" + summary_table(out))
+                save_json({k: out.get(k) for k in ("before", "after", "timings")},
+                          osp.join(cfg.data.save_dir, "summary.json"))
+            logger.info(f"=> Wrote {_paths(cfg, log_path)}")
+            return out
     finally:
         du.cleanup()
-        logger, sys.stdout = sys.stdout, stdout
-        if logger is not stdout:
-            logger.close()
+        tee, sys.stdout = sys.stdout, stdout
+        if tee is not stdout:
+            tee.close()

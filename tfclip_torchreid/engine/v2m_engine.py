@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import math
 import os.path as osp
 import sys
@@ -56,6 +57,8 @@ from . import identity_bank
 from .checkpoint import Checkpointer, checkpoint_header, load_checkpoint
 from .extraction import TrackletFeatures, extract_features
 from .prompt_learning import PromptLearningStage, PromptStageConfig
+
+logger = logging.getLogger(__name__)
 
 try:  # tqdm ships with torchreid's and open_clip's dependencies
     from tqdm import tqdm
@@ -253,15 +256,15 @@ class VideoV2MEngine(compat.Engine):
         seconds = time.time() - t0
         self.timings["train_s"] = self.timings.get("train_s", 0.0) + seconds
         if self.is_main:
-            print(f"=> epoch {self.epoch + 1}/{self.max_epoch} done in {seconds:.1f} s, "
-                  f"lr {self.get_current_lr():.2e}", flush=True)
+            logger.info(f"=> epoch {self.epoch + 1}/{self.max_epoch} done in {seconds:.1f} s, "
+                        f"lr {self.get_current_lr():.2e}")
         self.epochs_done = self.epoch + 1
         state = self.checkpoint_state(self.epoch)
         if self.validation_due():
             row = self.validate()
             state["validation"] = list(self.validation_history)
             if self.checkpointer.save_best(state, row["mAP"]) and self.is_main:
-                print(f"=> best validation mAP so far: wrote {self.checkpointer.best_path}")
+                logger.info(f"=> best validation mAP so far: wrote {self.checkpointer.best_path}")
             state["best_metric"] = self.checkpointer.best_metric
         self.checkpointer.save(state, self.epochs_done)
 
@@ -427,9 +430,9 @@ class VideoV2MEngine(compat.Engine):
         num_classes = self.raw_model.num_classes
         bank = aggregate_identity_means(feats.features.float(), feats.pids, num_classes)
         if self.is_main:
-            print(f"=> CLIP-Memory: {num_classes} identities from {len(feats.pids)} tracklets, "
-                  f"{feats.frames} frames in {self.timings['memory_s']:.1f} s "
-                  f"({self.timings['memory_fps']:.1f} frames/s)")
+            logger.info(f"=> CLIP-Memory: {num_classes} identities from {len(feats.pids)} tracklets, "
+                        f"{feats.frames} frames in {self.timings['memory_s']:.1f} s "
+                        f"({self.timings['memory_fps']:.1f} frames/s)")
         return {"bank": bank}
 
     def compute_text_bank(self) -> dict[str, torch.Tensor]:
@@ -443,8 +446,8 @@ class VideoV2MEngine(compat.Engine):
             stage.load_state_dict(self._prompt_resume)
             self._prompt_resume = None
         if self.is_main:
-            print(f"=> CLIP-ReID stage 1: prompts of {self.raw_model.num_classes} identities on "
-                  f"{len(feats.pids)} tracklet features, epochs {stage.epoch + 1}..{cfg.max_epoch}")
+            logger.info(f"=> CLIP-ReID stage 1: prompts of {self.raw_model.num_classes} identities on "
+                        f"{len(feats.pids)} tracklet features, epochs {stage.epoch + 1}..{cfg.max_epoch}")
         t0 = time.time()
         bank = stage.run(lambda st: self.checkpointer.save(
             self.checkpoint_state(-1, prompt_stage=st.state_dict())))
@@ -456,8 +459,8 @@ class VideoV2MEngine(compat.Engine):
             return
         text = "  ".join(f"{k} {v:.4f}" for k, v in terms.items())
         where = "done" if it < 0 else f"iter {it}"
-        print(f"stage 1: epoch [{epoch}/{self.prompt_stage.max_epoch}] {where}  {text}  "
-              f"lr {lr:.2e}", flush=True)
+        logger.info(f"stage 1: epoch [{epoch}/{self.prompt_stage.max_epoch}] {where}  {text}  "
+                    f"lr {lr:.2e}")
         if it < 0 and self.writer is not None:
             for k, v in terms.items():
                 self.writer.add_scalar(f"Stage1/{k}", v, epoch)
@@ -564,24 +567,24 @@ class VideoV2MEngine(compat.Engine):
     def _report(self, name: str, r: Any, ranks: list, qshape: Any, num_gallery: int,
                 with_query: bool) -> None:
         fps = self.timings["extract_frames"] / max(self.timings["extract_s"], 1e-9)
-        print(f"=> {name}: {qshape[0]} query x {num_gallery} gallery tracklets"
-              f"{' (gallery includes query)' if with_query else ''}, {qshape[1]}-d features, "
-              f"{self.timings['extract_frames']} frames at {fps:.1f} frames/s")
+        logger.info(f"=> {name}: {qshape[0]} query x {num_gallery} gallery tracklets"
+                    f"{' (gallery includes query)' if with_query else ''}, {qshape[1]}-d features, "
+                    f"{self.timings['extract_frames']} frames at {fps:.1f} frames/s")
         unmatched = r.num_query - r.num_valid
         if unmatched:
             warnings.warn(
                 f"{name}: {unmatched} of {r.num_query} queries have no true "
                 f"match in the gallery (same id, other camera) and are left out of CMC/mAP",
                 stacklevel=2)
-        print("** Results **")
-        print(f"queries: {r.num_valid} evaluated of {r.num_query}" + (
-            f" ({unmatched} without a true match in the gallery, left out)" if unmatched else ""))
-        print(f"mAP: {r.mAP:.1%}")
-        print(f"mINP: {r.mINP:.1%}")
-        print("CMC curve")
+        logger.info("** Results **")
+        logger.info(f"queries: {r.num_valid} evaluated of {r.num_query}" + (
+                  f" ({unmatched} without a true match in the gallery, left out)" if unmatched else ""))
+        logger.info(f"mAP: {r.mAP:.1%}")
+        logger.info(f"mINP: {r.mINP:.1%}")
+        logger.info("CMC curve")
         for k in ranks:
             if k <= len(r.cmc):
-                print(f"Rank-{k:<3}: {r.cmc[k - 1]:.1%}")
+                logger.info(f"Rank-{k:<3}: {r.cmc[k - 1]:.1%}")
 
     def extract_features(self, input: torch.Tensor) -> torch.Tensor:
         return self.raw_model(input)
@@ -631,5 +634,5 @@ class VideoV2MEngine(compat.Engine):
         if self.is_main:
             where = (f"CLIP-ReID stage 1 at epoch {self._prompt_resume['epoch'] + 1}"
                      if self._prompt_resume else f"epoch {state['epoch'] + 1}")
-            print(f"=> Resumed from {fpath}: continuing at {where}")
+            logger.info(f"=> Resumed from {fpath}: continuing at {where}")
         return int(state["epoch"])

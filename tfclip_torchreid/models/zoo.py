@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import logging
 import os
 import os.path as osp
 from dataclasses import dataclass, field
@@ -50,6 +51,8 @@ from types import MappingProxyType
 from typing import Any, Dict, List, Mapping, NamedTuple, Tuple, Union
 
 import torch
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "ZOO_PREFIX", "ZooEntry", "ZooModelSpec", "is_zoo", "list_zoo", "get_entry",
@@ -313,7 +316,7 @@ def _fetch(entry: ZooEntry, staging: str, final: str, quiet: bool) -> None:
 
     url = entry.download_url
     if not quiet:
-        print(f"=> zoo:{entry.name}: downloading {entry.manual_url} to {final}")
+        logger.info(f"=> zoo:{entry.name}: downloading {entry.manual_url} to {final}")
     try:
         gdown.download(url=url, output=staging, quiet=quiet, resume=True, **_gdown_options())
     except Exception as err:  # noqa: BLE001 - every gdown/requests failure gets the same advice
@@ -365,7 +368,7 @@ def download_zoo(name: str, quiet: bool = False) -> str:
             _fetch(entry, staging, final, quiet)
         digest = _publish(entry, staging, final)
     if not quiet:
-        print(f"=> zoo:{entry.name}: saved {final} (sha256 {digest})")
+        logger.info(f"=> zoo:{entry.name}: saved {final} (sha256 {digest})")
     return final
 
 

@@ -38,6 +38,7 @@ Example:
 from __future__ import annotations
 
 import bisect
+import logging
 import os
 import os.path as osp
 import warnings
@@ -47,6 +48,8 @@ import numpy as np
 
 from ... import compat
 from .layouts import LAYOUTS, resolve_layout
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["LSVID", "LSVIDUnchunked", "chunk_tracklets", "read_query_indices", "read_list"]
 
@@ -244,8 +247,8 @@ class LSVID(compat.VideoDataset):
         super().__init__(train, query, gallery, **kwargs)
         if self.chunk_stats and kwargs.get("verbose", True):
             s = self.chunk_stats
-            print(f"  LS-VID train: {s['tracklets']} tracklets -> {s['chunks']} chunks of "
-                  f"{self.train_chunk}+ frames ({s['dropped']} shorter tracklets dropped)")
+            logger.info(f"  LS-VID train: {s['tracklets']} tracklets -> {s['chunks']} chunks of "
+                        f"{self.train_chunk}+ frames ({s['dropped']} shorter tracklets dropped)")
 
     def _process(self, rows: Sequence[Tuple[str, int]], lister: _FrameLister, list_path: str,
                  pid2label: Dict[int, int] | None = None) -> List[Tracklet]:
