@@ -6,6 +6,7 @@ from __future__ import annotations
 import glob
 import os.path as osp
 
+import open_clip
 import pytest
 import torch
 from train_helpers import tiny_config
@@ -34,17 +35,79 @@ def state(engine: VideoV2MEngine) -> dict:
     return {k: v.detach().clone() for k, v in engine.raw_model.state_dict().items()}
 
 
+# ---- CLIP's encoders written out from their parameters (float64), for an independent reference
+def _layer_norm(x, p, name):
+    mean = x.mean(dim=-1, keepdim=True)
+    var = ((x - mean) ** 2).mean(dim=-1, keepdim=True)
+    return (x - mean) / torch.sqrt(var + 1e-5) * p[f"{name}.weight"] + p[f"{name}.bias"]
+
+
+def _block(x, p, name, heads, causal):
+    """A pre-LN residual block: multi-head self-attention then a QuickGELU MLP (x: N, L, D)."""
+    n, length, width = x.shape
+    d = width // heads
+    a = _layer_norm(x, p, f"{name}.ln_1")
+    q, k, v = (a @ p[f"{name}.attn.in_proj_weight"].t() + p[f"{name}.attn.in_proj_bias"]).split(
+        width, dim=-1)
+    q, k, v = (t.reshape(n, length, heads, d).transpose(1, 2) for t in (q, k, v))
+    scores = q @ k.transpose(-1, -2) / d ** 0.5
+    if causal:  # token i attends to tokens 0..i
+        scores = scores.masked_fill(torch.ones(length, length).triu(1).bool(), float("-inf"))
+    att = (scores.softmax(dim=-1) @ v).transpose(1, 2).reshape(n, length, width)
+    x = x + att @ p[f"{name}.attn.out_proj.weight"].t() + p[f"{name}.attn.out_proj.bias"]
+    h = _layer_norm(x, p, f"{name}.ln_2") @ p[f"{name}.mlp.c_fc.weight"].t() + p[
+        f"{name}.mlp.c_fc.bias"]
+    h = h * torch.sigmoid(1.702 * h)
+    return x + h @ p[f"{name}.mlp.c_proj.weight"].t() + p[f"{name}.mlp.c_proj.bias"]
+
+
+def _vit_cls_proj(p, frames, heads, layers, patch, stride):
+    """Projected CLS token of CLIP's ViT: patches x conv kernel, CLS + positions, ln_pre, blocks,
+    ln_post, ``@ proj``."""
+    width = p["conv1.weight"].shape[0]
+    patches = torch.nn.functional.unfold(frames, kernel_size=patch, stride=stride)  # N, 3PP, L
+    x = (p["conv1.weight"].reshape(width, -1) @ patches).transpose(1, 2)
+    cls = p["class_embedding"].expand(x.shape[0], 1, width)
+    x = _layer_norm(torch.cat([cls, x], dim=1) + p["positional_embedding"], p, "ln_pre")
+    for i in range(layers):
+        x = _block(x, p, f"transformer.resblocks.{i}", heads, causal=False)
+    return _layer_norm(x, p, "ln_post")[:, 0] @ p["proj"]
+
+
+def _prompt_text_features(p, heads, layers, eot):
+    """CLIP-ReID's text feature of every identity: [prefix, cls_ctx[y], suffix] + positions,
+    causal blocks, ln_final, the EOT token ``@ text_projection``."""
+    ctx = p["prompt_learner.cls_ctx"]
+    n = ctx.shape[0]
+    x = torch.cat([p["prompt_learner.token_prefix"].expand(n, -1, -1), ctx,
+                   p["prompt_learner.token_suffix"].expand(n, -1, -1)], dim=1)
+    t = {k[len("text_encoder."):]: v for k, v in p.items() if k.startswith("text_encoder.")}
+    x = x + t["positional_embedding"]
+    for i in range(layers):
+        x = _block(x, t, f"transformer.resblocks.{i}", heads, causal=True)
+    return _layer_norm(x, t, "ln_final")[:, eot] @ t["text_projection"]
+
+
 def test_text_bank_i2t_logits_match_float64_reference():
+    """CLIP-ReID's image-to-text logits (stage 2: projected feature @ text features^T), with
+    the visual feature averaged over frames, against both encoders written out from the
+    parameters in float64."""
     torch.manual_seed(0)
     model = build_tfclip("clipreid_tiny", num_classes=5, camera_num=0).double()
+    cfg, p = model.cfg, {k: v.detach() for k, v in model.state_dict().items()}
+    eot = int(open_clip.tokenize(["A photo of a X X X X person."])[0].argmax())
+    bank = _prompt_text_features(p, cfg.text_heads, cfg.text_layers, eot)
     with torch.no_grad():
-        bank = model.text_features(torch.arange(5))
+        torch.testing.assert_close(model.text_features(torch.arange(5)), bank, atol=1e-10,
+                                   rtol=0)
     model.memory.set(bank)
     model.train()
     x = torch.randn(4, 2, 3, 128, 64, dtype=torch.float64)
     out = model(x, full_output=True)
-    feats, b, t = model.encode(x)
-    v = feats.tokens_proj[:, 0].reshape(b, t, -1).mean(dim=1)  # temporal mean of projected CLS
+    visual = {k[len("backbone."):]: v for k, v in p.items() if k.startswith("backbone.")}
+    cls_proj = _vit_cls_proj(visual, x.reshape(8, 3, 128, 64), cfg.heads, cfg.layers,
+                             cfg.patch_size, cfg.stride)
+    v = cls_proj.reshape(4, 2, -1).mean(dim=1)  # temporal mean of projected CLS
     expected = torch.stack([torch.stack([(v[i] * bank[k]).sum() for k in range(5)])
                             for i in range(4)])
     torch.testing.assert_close(out.v2m_logits, expected, atol=1e-10, rtol=0)

@@ -1,7 +1,8 @@
 """Model zoo: table, cache folder, and downloads through gdown from a local HTTP server.
 
 The served files are state dicts in CLIP-ReID's key layout (``torch.save(model.state_dict())``
-of its ``build_transformer``), with the reference key names and shapes at tiny widths. Every
+of its ``build_transformer``): the reference's key names and shape rules, recorded from its code in
+``tests/data/clipreid_keys`` (:mod:`clipreid_reference`), at tiny widths. Every
 download goes through :func:`zoo.download_zoo` -> ``gdown.download`` exactly as in production;
 the entries point their ``url`` at 127.0.0.1.
 """
@@ -20,139 +21,10 @@ from typing import Dict, List, Tuple
 
 import pytest
 import torch
+from clipreid_reference import clipreid_state_dict
 
 from tfclip_torchreid.models import zoo
 from tfclip_torchreid.models.zoo import ZooEntry
-
-
-# ----------------------------------------------------------------------------------------------
-# CLIP-ReID checkpoints in the reference key layout (tiny widths)
-# ----------------------------------------------------------------------------------------------
-def _bn(prefix: str, n: int) -> Dict[str, torch.Tensor]:
-    return {
-        f"{prefix}.weight": torch.rand(n), f"{prefix}.bias": torch.randn(n),
-        f"{prefix}.running_mean": torch.randn(n), f"{prefix}.running_var": torch.rand(n) + 0.5,
-        f"{prefix}.num_batches_tracked": torch.tensor(100),
-    }
-
-
-def _ln(prefix: str, n: int) -> Dict[str, torch.Tensor]:
-    return {f"{prefix}.weight": torch.rand(n), f"{prefix}.bias": torch.randn(n)}
-
-
-def _resblocks(prefix: str, width: int, layers: int) -> Dict[str, torch.Tensor]:
-    """OpenAI CLIP ``Transformer.resblocks`` (nn.MultiheadAttention + c_fc/c_proj MLP)."""
-    sd: Dict[str, torch.Tensor] = {}
-    for i in range(layers):
-        p = f"{prefix}.resblocks.{i}"
-        sd[f"{p}.attn.in_proj_weight"] = torch.randn(3 * width, width)
-        sd[f"{p}.attn.in_proj_bias"] = torch.randn(3 * width)
-        sd[f"{p}.attn.out_proj.weight"] = torch.randn(width, width)
-        sd[f"{p}.attn.out_proj.bias"] = torch.randn(width)
-        sd.update(_ln(f"{p}.ln_1", width))
-        sd[f"{p}.mlp.c_fc.weight"] = torch.randn(4 * width, width)
-        sd[f"{p}.mlp.c_fc.bias"] = torch.randn(4 * width)
-        sd[f"{p}.mlp.c_proj.weight"] = torch.randn(width, 4 * width)
-        sd[f"{p}.mlp.c_proj.bias"] = torch.randn(width)
-        sd.update(_ln(f"{p}.ln_2", width))
-    return sd
-
-
-def _vit_visual(width: int, layers: int, embed: int, positions: int) -> Dict[str, torch.Tensor]:
-    """CLIP-ReID's ``VisionTransformer`` (patch 16, any stride) under ``image_encoder.``."""
-    sd = {
-        "class_embedding": torch.randn(width),
-        "positional_embedding": torch.randn(positions, width),
-        "proj": torch.randn(width, embed),
-        "conv1.weight": torch.randn(width, 3, 16, 16),
-        **_ln("ln_pre", width),
-        **_resblocks("transformer", width, layers),
-        **_ln("ln_post", width),
-    }
-    return {f"image_encoder.{k}": v for k, v in sd.items()}
-
-
-def _rn50_visual(width: int, blocks: Tuple[int, ...], embed: int,
-                 positions: int) -> Dict[str, torch.Tensor]:
-    """CLIP-ReID's ``ModifiedResNet`` (3-conv stem, Bottleneck x4, attention pool)."""
-    sd: Dict[str, torch.Tensor] = {
-        "conv1.weight": torch.randn(width // 2, 3, 3, 3), **_bn("bn1", width // 2),
-        "conv2.weight": torch.randn(width // 2, width // 2, 3, 3), **_bn("bn2", width // 2),
-        "conv3.weight": torch.randn(width, width // 2, 3, 3), **_bn("bn3", width),
-    }
-    inplanes = width
-    for li, n in enumerate(blocks):
-        planes = width * 2 ** li
-        for j in range(n):
-            p = f"layer{li + 1}.{j}"
-            sd[f"{p}.conv1.weight"] = torch.randn(planes, inplanes, 1, 1)
-            sd.update(_bn(f"{p}.bn1", planes))
-            sd[f"{p}.conv2.weight"] = torch.randn(planes, planes, 3, 3)
-            sd.update(_bn(f"{p}.bn2", planes))
-            sd[f"{p}.conv3.weight"] = torch.randn(planes * 4, planes, 1, 1)
-            sd.update(_bn(f"{p}.bn3", planes * 4))
-            if j == 0 and (li > 0 or inplanes != planes * 4):  # stride 2 or channel change
-                sd[f"{p}.downsample.0.weight"] = torch.randn(planes * 4, inplanes, 1, 1)
-                sd.update(_bn(f"{p}.downsample.1", planes * 4))
-            inplanes = planes * 4
-    feat = width * 32
-    sd["attnpool.positional_embedding"] = torch.randn(positions, feat)
-    for name in ("k_proj", "q_proj", "v_proj"):
-        sd[f"attnpool.{name}.weight"] = torch.randn(feat, feat)
-        sd[f"attnpool.{name}.bias"] = torch.randn(feat)
-    sd["attnpool.c_proj.weight"] = torch.randn(embed, feat)
-    sd["attnpool.c_proj.bias"] = torch.randn(embed)
-    return {f"image_encoder.{k}": v for k, v in sd.items()}
-
-
-def clipreid_state_dict(
-    backbone: str = "vit",
-    num_classes: int = 7,
-    camera_num: int = 0,
-    stride: int = 16,
-    width: int = 32,
-    layers: int = 2,
-    embed: int = 16,
-    text_width: int = 16,
-    text_layers: int = 1,
-    context_length: int = 77,
-) -> Dict[str, torch.Tensor]:
-    """A CLIP-ReID ``build_transformer.state_dict()`` with random tensors, tiny widths.
-
-    Key names, nesting and shape rules are the reference's (ViT-B/16: width 768, 12 layers,
-    embed 512, text width 512, 12 text layers; RN50: width 64, blocks (3, 4, 6, 3), embed 1024);
-    only the sizes are small. ``camera_num > 0`` adds SIE's ``cv_embed``. The positional table
-    has ``h * w + 1`` rows for 256x128 input, ``h = (256 - 16) // stride + 1`` (129 at stride 16,
-    211 at stride 12); the RN50 attention pool uses the same count.
-    """
-    positions = ((256 - 16) // stride + 1) * ((128 - 16) // stride + 1) + 1
-    if backbone == "vit":
-        visual = _vit_visual(width, layers, embed, positions)
-        feat = width
-    elif backbone == "rn50":
-        visual = _rn50_visual(width, (1, 1, 1, 1), embed, positions)
-        feat = width * 32
-    else:
-        raise ValueError(backbone)
-    n_ctx, n_cls_ctx = 4, 4  # "A photo of a X X X X person." -> prefix 1 + 4 tokens, 4 ctx
-    sd: Dict[str, torch.Tensor] = {}
-    if camera_num:
-        sd["cv_embed"] = torch.randn(camera_num, feat)
-    sd["classifier.weight"] = torch.randn(num_classes, feat)
-    sd["classifier_proj.weight"] = torch.randn(num_classes, embed)
-    sd.update(_bn("bottleneck", feat))
-    sd.update(_bn("bottleneck_proj", embed))
-    sd.update(visual)
-    sd["prompt_learner.cls_ctx"] = torch.randn(num_classes, n_cls_ctx, text_width)
-    sd["prompt_learner.token_prefix"] = torch.randn(1, n_ctx + 1, text_width)
-    sd["prompt_learner.token_suffix"] = torch.randn(1, context_length - n_ctx - 1 - n_cls_ctx,
-                                                    text_width)
-    sd["text_encoder.positional_embedding"] = torch.randn(context_length, text_width)
-    sd["text_encoder.text_projection"] = torch.randn(text_width, embed)
-    sd.update({f"text_encoder.{k}": v
-               for k, v in _resblocks("transformer", text_width, text_layers).items()})
-    sd.update({f"text_encoder.{k}": v for k, v in _ln("ln_final", text_width).items()})
-    return sd
 
 
 def _to_bytes(state: Dict[str, torch.Tensor]) -> bytes:
