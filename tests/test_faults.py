@@ -38,12 +38,9 @@ def make_cfg(root: str, save_dir: str, **overrides):
     return tiny_config(root, save_dir, **{"train.max_epoch": 1, **overrides})
 
 
-def new_engine(cfg, **kwargs) -> VideoV2MEngine:
+def new_engine(cfg) -> VideoV2MEngine:
     compat.set_random_seed(cfg.train.seed)
-    engine = runner.build_engine(cfg)
-    for key, value in kwargs.items():
-        setattr(engine, key, value)
-    return engine
+    return runner.build_engine(cfg)
 
 
 def cli_options(root: str, workers: int = 0, max_epoch: int = MAX_EPOCH) -> list[str]:
