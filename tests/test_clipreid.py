@@ -14,6 +14,7 @@ from train_helpers import tiny_config
 from tfclip_torchreid import compat
 from tfclip_torchreid.data.synthetic import make_synthetic_dataset
 from tfclip_torchreid.engine import VideoV2MEngine
+from tfclip_torchreid.engine.identity_bank import IdentityBankHook
 from tfclip_torchreid.engine.prompt_learning import PromptLearningStage
 from tfclip_torchreid.engine.runner import build_engine, main
 from tfclip_torchreid.losses import TFCLIPLoss
@@ -127,7 +128,7 @@ def test_stage1_changes_only_the_prompts_and_stage2_never_the_text_side(mars_roo
     engine = new_engine(make_cfg(mars_root, str(tmp_path / "log")))
     before = state(engine)
     engine.checkpointer.folder = str(tmp_path / "ck")
-    engine.init_memory()
+    engine.identity_bank.fill()
     after_stage1 = state(engine)
     changed = {k for k in before if not torch.equal(before[k], after_stage1[k])}
     assert changed == {"prompt_learner.cls_ctx", "memory.bank", "memory.rows_set"}
@@ -180,7 +181,7 @@ def test_resume_across_the_stage_boundary_is_exact(mars_root, tmp_path, monkeypa
     second = new_engine(cfg_b)
     second.run(save_dir=cfg_b.data.save_dir, max_epoch=1, print_freq=1000)
     again = new_engine(cfg_b)
-    monkeypatch.setattr(VideoV2MEngine, "compute_text_bank",
+    monkeypatch.setattr(IdentityBankHook, "compute_text_bank",
                         lambda self: pytest.fail("stage 1 rerun after resume"))
     again.run(save_dir=cfg_b.data.save_dir, max_epoch=2,
               start_epoch=again.resume(osp.join(cfg_b.data.save_dir, "checkpoints",
@@ -195,18 +196,18 @@ def test_stage1_result_is_reused_from_the_cache(mars_root, tmp_path, monkeypatch
     cache = str(tmp_path / "cache")
     first = new_engine(make_cfg(mars_root, str(tmp_path / "a"), cache=cache))
     first.checkpointer.folder = str(tmp_path / "ck")
-    first.init_memory()
+    first.identity_bank.fill()
     assert len(glob.glob(osp.join(cache, "*.pth"))) == 1
     second = new_engine(make_cfg(mars_root, str(tmp_path / "b"), cache=cache))
-    monkeypatch.setattr(VideoV2MEngine, "compute_text_bank",
+    monkeypatch.setattr(IdentityBankHook, "compute_text_bank",
                         lambda self: pytest.fail("the cached stage-1 result was not reused"))
-    second.init_memory()
+    second.identity_bank.fill()
     for key in ("memory.bank", "prompt_learner.cls_ctx"):
         torch.testing.assert_close(state(second)[key], state(first)[key], atol=0, rtol=0)
     # other stage-1 settings: another entry
     third = new_engine(make_cfg(mars_root, str(tmp_path / "c"), cache=cache,
                                 **{"stage1.lr": 1e-3}))
-    assert third.compute_memory_cache_key() != first.memory_cache_key
+    assert third.identity_bank.compute_cache_key() != first.identity_bank.cache_key
 
 
 COMBOS = [

@@ -77,8 +77,8 @@ def test_two_process_gloo_training_sigkill_and_exact_resume(tmp_path):
                                                            *val)))
     compat.set_random_seed(cfg.train.seed)
     engine = build_engine(cfg)
-    engine.init_memory()
-    assert engine.memory_cache_key == ckpt["memory_cache_key"]
+    engine.identity_bank.fill()
+    assert engine.identity_bank.cache_key == ckpt["memory_cache_key"]
     torch.testing.assert_close(ckpt["state_dict"]["memory.bank"], engine.raw_model.memory.bank,
                                atol=1e-6, rtol=1e-6)
 

@@ -7,14 +7,18 @@ import json
 import os
 import os.path as osp
 
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from train_helpers import tiny_config
 
+from tfclip_torchreid import compat
 from tfclip_torchreid.data.synthetic import make_synthetic_dataset
 from tfclip_torchreid.engine import VideoV2MEngine
 from tfclip_torchreid.engine.runner import build_engine, main, run_engine
 from tfclip_torchreid.models.clip_memory import aggregate_identity_means
+from tfclip_torchreid.utils.feature_files import load_embeddings
 
 
 def make_cfg(root: str, save_dir: str, cache: str = "none", **overrides):
@@ -23,8 +27,6 @@ def make_cfg(root: str, save_dir: str, cache: str = "none", **overrides):
 
 def new_engine(cfg) -> VideoV2MEngine:
     torch.manual_seed(cfg.train.seed)
-    from tfclip_torchreid import compat
-
     compat.set_random_seed(cfg.train.seed)
     return build_engine(cfg)
 
@@ -33,7 +35,7 @@ def test_memory_init_equals_independent_identity_means(mars_root, tmp_path):
     engine = new_engine(make_cfg(mars_root, str(tmp_path / "log")))
     model = engine.raw_model
     assert not bool(model.memory.initialized)
-    engine.init_memory()
+    engine.identity_bank.fill()
     assert bool(model.memory.initialized)
 
     # independent computation: one tracklet at a time, all dense clips, mean over clips, per id
@@ -61,22 +63,22 @@ def test_memory_cache_reused(mars_root, tmp_path, monkeypatch):
     cache = str(tmp_path / "cache")
     cfg = make_cfg(mars_root, str(tmp_path / "log"), cache=cache)
     e1 = new_engine(cfg)
-    e1.init_memory()
+    e1.identity_bank.fill()
     files = glob.glob(osp.join(cache, "*.pth"))
-    assert len(files) == 1 and e1.memory_cache_key in files[0]
+    assert len(files) == 1 and e1.identity_bank.cache_key in files[0]
 
     e2 = new_engine(cfg)  # same seed -> same random encoder -> same key
 
     def _fail():
         raise AssertionError("the cached CLIP-Memory should have been reused")
 
-    monkeypatch.setattr(e2, "compute_memory", _fail)
-    e2.init_memory()
+    monkeypatch.setattr(e2.identity_bank, "compute_memory", _fail)
+    e2.identity_bank.fill()
     torch.testing.assert_close(e2.raw_model.memory.bank, e1.raw_model.memory.bank, atol=0, rtol=0)
 
     # other extraction settings -> another key
     e3 = new_engine(make_cfg(mars_root, str(tmp_path / "log3"), cache=cache, **{"data.seq_len": 6}))
-    assert e3.compute_memory_cache_key() != e1.memory_cache_key
+    assert e3.identity_bank.compute_cache_key() != e1.identity_bank.cache_key
 
 
 def _final_state(engine: VideoV2MEngine) -> dict:
@@ -136,34 +138,76 @@ def test_training_logs_every_loss_term(mars_root, tmp_path):
     assert "Test/mars/mAP" in tags
 
 
+def dense_by_hand(model, dataset) -> tuple:
+    """The dense protocol one tracklet at a time: all its clips through the model with its
+    camera, the clip features averaged; (features, pids, camids) in dataset order."""
+    model.eval()
+    rows, pids, camids = [], [], []
+    with torch.no_grad():
+        for i in range(len(dataset)):
+            item = dataset[i]
+            clips = item["img"]
+            rows.append(model(clips, cam_label=torch.full((clips.shape[0],), int(item["camid"])))
+                        .mean(0))
+            pids.append(int(item["pid"]))
+            camids.append(int(item["camid"]))
+    return torch.stack(rows), np.array(pids), np.array(camids)
+
+
+def minp_by_hand(dist, q_pids, g_pids, q_camids, g_camids) -> float:
+    """Mean inverse negative penalty (Ye et al. 2021): per query with a true match, the number
+    of true matches over the rank of the hardest one (same identity and camera left out)."""
+    values = []
+    for i in range(len(q_pids)):
+        order = np.argsort(dist[i], kind="stable")
+        keep = ~((g_pids[order] == q_pids[i]) & (g_camids[order] == q_camids[i]))
+        matches = g_pids[order][keep] == q_pids[i]
+        if matches.any():
+            values.append(matches.sum() / (np.flatnonzero(matches)[-1] + 1))
+    return float(np.mean(values))
+
+
 def test_dense_evaluation_protocols(mars_root, tmp_path):
     cfg = make_cfg(mars_root, str(tmp_path / "log"))
     engine = new_engine(cfg)
+    engine.save_features = True
+    save = str(tmp_path / "out")
     dm = engine.datamanager
     n_q = len(dm.test_dataset["mars"]["query"])
     n_g = len(dm.test_dataset["mars"]["gallery"])  # query + gallery (MARS default)
-    rank1 = engine.test(normalize_feature=True)
+    rank1 = engine.test(normalize_feature=True, ranks=[1, 5], save_dir=save)
     res = engine.results["mars"]
-    mAP = res["mAP"]
-    assert res["R1"] == rank1
-    assert res["num_query"] == n_q and res["num_gallery"] == n_g
-    assert 0.0 <= mAP <= 1.0 and 0.0 <= rank1 <= 1.0 and res["mINP"] <= mAP + 1e-9
+    assert res["num_query"] == n_q and res["num_gallery"] == n_g and res["gallery_includes_query"]
+
+    # the same evaluation by hand: per-tracklet dense features, gallery = query + gallery, L2,
+    # torchreid's distance and torchreid's own (Python) ranker; mINP by its definition
+    qf, qp, qc = dense_by_hand(engine.raw_model, dm.test_loader["mars"]["query"].dataset)
+    gf, gp, gc = dense_by_hand(engine.raw_model, dm.test_loader["mars"]["gallery"].dataset)
+    gf, gp, gc = torch.cat([qf, gf]), np.concatenate([qp, gp]), np.concatenate([qc, gc])
+    qf, gf = F.normalize(qf, dim=1), F.normalize(gf, dim=1)
+    dist = compat.compute_distance_matrix(qf, gf).numpy()
+    cmc, mAP = compat.evaluate_rank_torchreid(dist, qp, gp, qc, gc, max_rank=5)
+    assert rank1 == pytest.approx(cmc[0], abs=1e-9) and res["R5"] == pytest.approx(cmc[4])
+    assert res["mAP"] == pytest.approx(mAP, abs=1e-6)
+    assert res["mINP"] == pytest.approx(minp_by_hand(dist, qp, gp, qc, gc), abs=1e-6)
+
+    # test.save_features: the ranked (normalised) features with their tracklets
+    for split, expected in (("query", qf), ("gallery", gf)):
+        feats, index = load_embeddings(osp.join(save, "features", f"mars_{split}.npy"))
+        items = dm.test_dataset["mars"][split]
+        np.testing.assert_allclose(feats, expected.numpy(), atol=1e-5)
+        assert [(it["pid"], it["camid"], it["num_frames"]) for it in index["items"]] == [
+            (int(it[1]), int(it[2]), len(it[0])) for it in items]
+        assert [osp.join(index["root"], it["paths"][0]) for it in index["items"]] == [
+            osp.abspath(it[0][0]) for it in items]
+        assert index["meta"] == {"arch": "tfclip_tiny"}
 
     # torchreid's gallery (query not added)
     cfg2 = make_cfg(mars_root, str(tmp_path / "log2"), **{"data.gallery_includes_query": "no"})
     e2 = new_engine(cfg2)
     e2.test(normalize_feature=True)
     assert e2.results["mars"]["num_gallery"] == n_g - n_q
-
-    # features: dense mean over clips equals the mean of per-clip features
-    qloader = dm.test_loader["mars"]["query"]
-    feats, pids, camids = engine.extract_tracklet_features(qloader)
-    item = qloader.dataset[0]
-    engine.raw_model.eval()
-    with torch.no_grad():
-        clip_f = engine.raw_model(item["img"], cam_label=torch.full((item["img"].shape[0],), item["camid"]))
-    torch.testing.assert_close(feats[0], clip_f.mean(0), atol=1e-5, rtol=1e-5)
-    assert pids[0] == item["pid"] and camids[0] == item["camid"]
+    assert not e2.results["mars"]["gallery_includes_query"]
 
 
 def test_cli_train_then_evaluate_only(mars_root, tmp_path):
@@ -205,7 +249,7 @@ def test_bad_frame_names_the_file(mars_root, tmp_path):
     with open(path, "wb") as f:
         f.write(b"not a jpeg")
     with pytest.raises(RuntimeError, match=os.path.basename(path)):
-        engine.init_memory()
+        engine.identity_bank.fill()
 
 
 def test_ilidsvid_all_splits_reports_each_and_mean(tmp_path):
@@ -234,22 +278,17 @@ def test_rerank_visrank_and_rrs_test(mars_root, tmp_path):
     save = str(tmp_path / "vis")
     engine.test(normalize_feature=True, rerank=True, visrank=True, visrank_topk=3, save_dir=save)
     res = engine.results["mars"]
-    # the same ranking computed independently: rrs_test clips, L2, torchreid's re-ranking
-    import numpy as np
-    import torch.nn.functional as F
-
-    from tfclip_torchreid import compat
-    from tfclip_torchreid.metrics import evaluate_rank
-
+    # the same ranking computed independently from the evaluator's rrs_test features: L2,
+    # torchreid's re-ranking and torchreid's ranker
     dm = engine.datamanager
-    qf, qp, qc = engine.extract_tracklet_features(dm.test_loader["mars"]["query"])
-    gf, gp, gc = engine.extract_tracklet_features(dm.test_loader["mars"]["gallery"])
-    gf, gp, gc = torch.cat([qf, gf]), np.concatenate([qp, gp]), np.concatenate([qc, gc])
-    qf, gf = F.normalize(qf, dim=1), F.normalize(gf, dim=1)
+    q, g = (engine.evaluator.extract(dm.test_loader["mars"][s]) for s in ("query", "gallery"))
+    qp, qc, gp, gc = q.pids.numpy(), q.camids.numpy(), g.pids.numpy(), g.camids.numpy()
+    gf, gp, gc = torch.cat([q.features, g.features]), np.concatenate([qp, gp]), np.concatenate([qc, gc])
+    qf, gf = F.normalize(q.features, dim=1), F.normalize(gf, dim=1)
     dist = [compat.compute_distance_matrix(a, b).numpy() for a, b in ((qf, gf), (qf, qf), (gf, gf))]
-    cmc, mAP = evaluate_rank(compat.re_ranking(*dist), qp, gp, qc, gc)
+    cmc, mAP = compat.evaluate_rank_torchreid(compat.re_ranking(*dist), qp, gp, qc, gc, max_rank=5)
     assert res["mAP"] == pytest.approx(mAP, abs=1e-9) and res["R1"] == pytest.approx(cmc[0])
-    cmc_plain, mAP_plain = evaluate_rank(dist[0], qp, gp, qc, gc)
+    cmc_plain, mAP_plain = compat.evaluate_rank_torchreid(dist[0], qp, gp, qc, gc, max_rank=5)
     assert mAP != pytest.approx(mAP_plain, abs=1e-6)  # re-ranking really changed the ranking
     n_q = len(engine.datamanager.test_dataset["mars"]["query"])
     assert len(glob.glob(osp.join(save, "visrank_mars", "*"))) == n_q

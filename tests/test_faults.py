@@ -26,9 +26,9 @@ from tfclip_torchreid import compat
 from tfclip_torchreid.data.datamanager import build_test_loader
 from tfclip_torchreid.engine import VideoV2MEngine, runner
 from tfclip_torchreid.engine import checkpoint as engine_checkpoint
-from tfclip_torchreid.engine.checkpoint import checkpoint_header, load_checkpoint, save_checkpoint
 from tfclip_torchreid.models import build_tfclip, load_model_weights, load_tfclip
 from tfclip_torchreid.models.tfclip import TFCLIPOutput
+from tfclip_torchreid.utils.checkpoint import checkpoint_header, load_checkpoint, save_checkpoint
 from tfclip_torchreid.utils.rng import rng_state
 
 MAX_EPOCH = 3
@@ -38,12 +38,9 @@ def make_cfg(root: str, save_dir: str, **overrides):
     return tiny_config(root, save_dir, **{"train.max_epoch": 1, **overrides})
 
 
-def new_engine(cfg, **kwargs) -> VideoV2MEngine:
+def new_engine(cfg) -> VideoV2MEngine:
     compat.set_random_seed(cfg.train.seed)
-    engine = runner.build_engine(cfg)
-    for key, value in kwargs.items():
-        setattr(engine, key, value)
-    return engine
+    return runner.build_engine(cfg)
 
 
 def cli_options(root: str, workers: int = 0, max_epoch: int = MAX_EPOCH) -> list[str]:
@@ -283,14 +280,14 @@ def test_corrupt_memory_cache_is_recomputed_with_a_warning(mars_root, tmp_path):
     cache = str(tmp_path / "cache")
     engine = new_engine(make_cfg(mars_root, str(tmp_path / "log"),
                                  **{"train.memory_cache_dir": cache}))
-    engine.init_memory()
+    engine.identity_bank.fill()
     bank = engine.raw_model.memory.bank.clone()
     (path,) = glob.glob(osp.join(cache, "*.pth"))
     with open(path, "wb") as f:
         f.write(b"\x00garbage, not a checkpoint" * 10)
     engine.raw_model.memory.reset()
     with pytest.warns(UserWarning, match="unreadable identity-bank cache"):
-        engine.init_memory()
+        engine.identity_bank.fill()
     assert_identical(engine.raw_model.memory.bank, bank, "recomputed bank")
     assert_identical(load_checkpoint(path)["bank"], bank, "rewritten cache")
 
@@ -412,7 +409,7 @@ def test_our_engine_asks_for_the_full_output(mars_root, tmp_path, monkeypatch):
         return out
 
     monkeypatch.setattr(type(softmax_model), "forward", spy)
-    engine.init_memory()
+    engine.identity_bank.fill()
     engine.epoch, engine.batch_idx = 0, 0
     terms = engine.forward_backward(next(iter(engine.train_loader)))
     assert outputs == [(True, TFCLIPOutput)]
@@ -429,7 +426,8 @@ def test_progress_bar_when_asked_and_flags_anywhere(mars_root, tmp_path, capsys,
         1, "X", 2, "tfclip_tiny")
 
     cfg = make_cfg(mars_root, str(tmp_path / "log"))
-    engine = new_engine(cfg, show_progress=True)
+    engine = new_engine(cfg)
+    engine.progress.enabled = True
     capsys.readouterr()
     engine.run(save_dir=cfg.data.save_dir, max_epoch=1, print_freq=1, normalize_feature=True)
     captured = capsys.readouterr()
@@ -445,10 +443,20 @@ def test_demo_like_run_prints_before_and_after(mars_root, tmp_path, capsys):
                        "data.seq_len", "4", "data.workers", "0", "train.batch_size", "8",
                        "train.max_epoch", "1", "train.memory_cache_dir", "none",
                        "test.batch_size", "8", "test.eval_before_train", "True",
-                       "--save-dir", save])
+                       "train.lr", "1e-3", "--save-dir", save])
     text = capsys.readouterr().out
     table = text[text.index("dataset | metric | before | after"):]
     for key in ("mAP", "R1", "R5"):
         before, after = out["before"]["mars"][key], out["after"]["mars"][key]
         assert f"mars    | {key:<6} | {before:>6.1%} | {after:.1%}" in table
     assert text.rstrip().splitlines()[-1].startswith("=> Wrote log: ")
+    # "before" is the untrained model's evaluation, "after" the trained one's (the final
+    # evaluation, also in results.json): training changed the ranking
+    metrics = ("mAP", "mINP", "R1", "R5")
+    before, after = ({k: out[when]["mars"][k] for k in metrics} for when in ("before", "after"))
+    assert before != after, before
+    with open(osp.join(save, "results.json")) as f:
+        final = json.load(f)
+    assert {k: final[k] for k in metrics} == after
+    summary = json.load(open(osp.join(save, "summary.json")))
+    assert {k: summary["before"]["mars"][k] for k in metrics} == before

@@ -12,23 +12,22 @@ first frame's file name when it follows a benchmark's naming, else ``pid = -1, c
 Cameras are 0-based, as torchreid's parsers give them; they are the SIE camera ids of models
 that use one.
 
-Embedding (:func:`embed_tracklets`) is the package's dense test protocol with the package's own
-pieces: :class:`~.data.dataset.ClipDataset` through :func:`~.data.datamanager.build_test_loader`
+Embedding (:func:`embed_tracklets`) is the engine's evaluation with the package's own pieces:
+:class:`~.data.dataset.ClipDataset` through :func:`~.data.datamanager.build_test_loader`
 (every tracklet cut into ``seq_len``-frame clips, the last one cycled), the test transform at the
 model's image size (:func:`~.data.transforms.build_sequence_transforms`, ImageNet statistics by
-default) and :func:`~.engine.extraction.extract_features` (clip features averaged per tracklet,
-each tracklet's camera broadcast to its clips).
+default) and the dense evaluator's extraction (:meth:`~.engine.evaluation.DenseEvaluator.extract`:
+clip features averaged per tracklet, each tracklet's camera broadcast to its clips).
 
-Files (:func:`save_embeddings`): ``FILE.npy`` (N, D) float32 + ``FILE.json``, or one ``FILE.h5``
-holding the datasets ``features``, ``pid``, ``camid``, ``num_frames`` and ``index`` (the JSON
-text). The index is ``{"root": DIR, "items": [{"name", "paths", "pid", "camid",
-"num_frames"}, ...], "meta": {...}}`` with frame paths relative to ``root``: the format
-:func:`~.visualize.read_feature_set` (and ``tools/visualize.py``) reads.
+Files (:func:`save_embeddings`, :func:`load_embeddings`, :func:`feature_index`): the feature-file
+format of :mod:`~.utils.feature_files`, which :func:`~.visualize.read_feature_set` (and
+``tools/visualize.py``) reads and the engine's ``test.save_features`` writes too.
 
-Ranking (:func:`rank_table`, :func:`ranking_metrics`): torchreid's Euclidean distance between
-L2-normalised features (:func:`~.visualize.feature_distances`, as in evaluation); a labelled
-query skips gallery tracklets of its own identity and camera (the evaluation protocol), so the
-table agrees with CMC / mAP from :func:`~.metrics.rank.rank_metrics`.
+Ranking (:func:`rank_table`, :func:`ranking_metrics`): the evaluator's distances
+(:func:`~.engine.evaluation.distance_matrix`: torchreid's Euclidean distance between
+L2-normalised features, through :func:`~.visualize.feature_distances`) and its ranker
+(:func:`~.metrics.rank.rank_metrics`); a labelled query skips gallery tracklets of its own
+identity and camera (the evaluation protocol), so the table agrees with CMC / mAP.
 
 Example:
     >>> from tfclip_torchreid.export import load_inference_model
@@ -41,11 +40,10 @@ Example:
 from __future__ import annotations
 
 import csv
-import json
 import os
 import os.path as osp
 import re
-from typing import Any, Callable, Dict, Iterable, Iterator, List, NamedTuple, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -54,9 +52,16 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from .data.datamanager import build_test_loader
 from .data.transforms import build_sequence_transforms
-from .engine.extraction import extract_features
+from .engine.evaluation import DenseEvaluator
 from .export import uses_cameras
 from .metrics.rank import RankMetrics, rank_metrics
+from .utils.feature_files import (
+    H5_EXTENSIONS,
+    Tracklet,
+    feature_index,
+    load_embeddings,
+    save_embeddings,
+)
 from .visualize import rank_gallery
 
 __all__ = ["IMAGE_EXTENSIONS", "Tracklet", "parse_ids", "discover_tracklets", "embed_tracklets",
@@ -65,21 +70,10 @@ __all__ = ["IMAGE_EXTENSIONS", "Tracklet", "parse_ids", "discover_tracklets", "e
 
 #: image files recognised as frames (torchvision's list)
 IMAGE_EXTENSIONS = tuple(IMG_EXTENSIONS)
-H5_EXTENSIONS = (".h5", ".hdf5")
 RANK_TABLE_COLUMNS = ("query", "rank", "gallery", "distance", "match")
 
 _MARS_NAME = re.compile(r"^(\d{4}|00-1)C(\d+)T\d+F\d+")
 _MARKET_NAME = re.compile(r"^(-1|\d+)_c(\d+)")
-
-
-class Tracklet(NamedTuple):
-    """One input tracklet: ``name`` (its folder or image, relative to the input folder), its
-    frame ``paths`` (sorted by file name), ``pid`` (-1 = unknown) and 0-based ``camid``."""
-
-    name: str
-    paths: Tuple[str, ...]
-    pid: int
-    camid: int
 
 
 def parse_ids(filename: str) -> Tuple[int, int]:
@@ -156,10 +150,10 @@ def _check_cameras(tracklets: Sequence[Tracklet], camera_num: int) -> None:
                 "model trained with these cameras")
 
 
-def _progress_bar(total: int, desc: str) -> Callable[[Iterable[dict]], Iterator[dict]]:
+def _progress_bar(total: int) -> Callable[[Iterable[dict], str], Iterator[dict]]:
     from tqdm.auto import tqdm
 
-    def wrap(loader: Iterable[dict]) -> Iterator[dict]:
+    def wrap(loader: Iterable[dict], desc: str) -> Iterator[dict]:
         with tqdm(total=total, desc=desc, unit="tracklet") as bar:
             for batch in loader:
                 yield batch
@@ -205,29 +199,12 @@ def embed_tracklets(model: nn.Module, tracklets: Sequence[Tracklet], seq_len: in
     def forward(clips: torch.Tensor, cams: torch.Tensor) -> torch.Tensor:
         return model(clips, cams if cameras else None)
 
-    bar = _progress_bar(len(tracklets), desc) if progress else None
-    with torch.inference_mode():
-        out = extract_features(loader, forward, device, max_clips=max_clips, progress=bar,
-                               desc=desc)
+    evaluator = DenseEvaluator(device=device, max_clips=max_clips,
+                               progress=_progress_bar(len(tracklets)) if progress else None)
+    out = evaluator.extract(loader, forward, desc)
     if out.index.tolist() != list(range(len(tracklets))):
         raise RuntimeError(f"{desc}: the loader returned tracklets out of order")
     return out.features.numpy().astype(np.float32, copy=False)
-
-
-def feature_index(tracklets: Sequence[Tracklet], root: str,
-                  meta: Dict[str, Any] | None = None) -> Dict[str, Any]:
-    """The JSON index of embedded ``tracklets`` found under ``root`` (paths relative to it).
-
-    Example:
-        >>> t = Tracklet("a", ("/d/a/1.jpg", "/d/a/2.jpg"), 3, 1)
-        >>> feature_index([t], "/d")["items"]
-        [{'name': 'a', 'paths': ['a/1.jpg', 'a/2.jpg'], 'pid': 3, 'camid': 1, 'num_frames': 2}]
-    """
-    root = osp.abspath(root)
-    items = [{"name": t.name, "paths": [osp.relpath(osp.abspath(p), root) for p in t.paths],
-              "pid": int(t.pid), "camid": int(t.camid), "num_frames": len(t.paths)}
-             for t in tracklets]
-    return {"root": root, "items": items, "meta": dict(meta or {})}
 
 
 def embed_folder(model: nn.Module, root: str, parse_names: bool = True,
@@ -244,55 +221,6 @@ def embed_folder(model: nn.Module, root: str, parse_names: bool = True,
             "protocol": "dense"}
     info.update(meta or {})
     return feats, feature_index(tracklets, root, info)
-
-
-def _npy_json_paths(path: str) -> Tuple[str, str]:
-    stem, ext = osp.splitext(path)
-    if ext not in (".npy", ".json"):
-        stem = path
-    return stem + ".npy", stem + ".json"
-
-
-def save_embeddings(path: str, features: np.ndarray, index: Dict[str, Any]) -> List[str]:
-    """Write ``features`` and their ``index``: ``.h5``/``.hdf5`` one file, else ``.npy`` +
-    ``.json`` (``path`` with or without either extension). Returns the written files."""
-    features = np.asarray(features, dtype=np.float32)
-    items = index["items"]
-    if features.ndim != 2 or len(features) != len(items):
-        raise ValueError(f"features have shape {features.shape} but the index has {len(items)} "
-                         "items; expected (num_items, dim)")
-    folder = osp.dirname(osp.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    if path.lower().endswith(H5_EXTENSIONS):
-        import h5py
-
-        with h5py.File(path, "w") as f:
-            f.create_dataset("features", data=features)
-            for key in ("pid", "camid", "num_frames"):
-                f.create_dataset(key, data=np.array([it[key] for it in items], dtype=np.int64))
-            f.create_dataset("index", data=json.dumps(index))
-            f.attrs["root"] = index.get("root", "")
-        return [path]
-    npy, js = _npy_json_paths(path)
-    np.save(npy, features)
-    with open(js, "w") as f:
-        json.dump(index, f, indent=1)
-    return [npy, js]
-
-
-def load_embeddings(path: str) -> Tuple[np.ndarray, Dict[str, Any]]:
-    """``(features, index)`` from :func:`save_embeddings`'s files (``.h5`` or ``.npy``/``.json``).
-
-    Pass them on to :func:`~.visualize.read_feature_set` for absolute frame paths.
-    """
-    if path.lower().endswith(H5_EXTENSIONS):
-        import h5py
-
-        with h5py.File(path, "r") as f:
-            return f["features"][()], json.loads(f["index"].asstr()[()])
-    npy, js = _npy_json_paths(path)
-    with open(js) as f:
-        return np.load(npy), json.load(f)
 
 
 def _labelled(items: Sequence[Dict[str, Any]]) -> bool:

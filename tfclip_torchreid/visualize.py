@@ -33,8 +33,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from . import compat
 from .data.dataset import read_frame
+from .engine.evaluation import distance_matrix
 
 __all__ = [
     "BORDER", "GAP", "QUERY_GAP", "LABEL_WIDTH", "MATCH_COLOUR", "MISMATCH_COLOUR",
@@ -335,7 +335,8 @@ def read_feature_set(
 
 
 def feature_distances(query_features: ArrayLike, gallery_features: ArrayLike) -> np.ndarray:
-    """torchreid's Euclidean ``compute_distance_matrix`` on L2-normalised features (numpy)."""
-    qf = torch.nn.functional.normalize(torch.as_tensor(_as_numpy(query_features)), dim=1)
-    gf = torch.nn.functional.normalize(torch.as_tensor(_as_numpy(gallery_features)), dim=1)
-    return compat.compute_distance_matrix(qf, gf, metric="euclidean").numpy()
+    """The evaluation's distances (:func:`~.engine.evaluation.distance_matrix`): torchreid's
+    Euclidean ``compute_distance_matrix`` on L2-normalised features (numpy)."""
+    return distance_matrix(torch.as_tensor(_as_numpy(query_features)),
+                           torch.as_tensor(_as_numpy(gallery_features)), "euclidean",
+                           normalize=True)

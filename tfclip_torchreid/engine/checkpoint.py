@@ -1,23 +1,23 @@
-"""Checkpoints that survive crashes, describe themselves and load with ``weights_only=True``.
+"""The run's checkpoint folder: files that survive crashes, retention, best, and the hook that
+writes them.
 
-torchreid's own ``save_checkpoint`` stores ``rank1`` as a numpy scalar, so its checkpoints do not
-reload under torch >= 2.6, and it writes in place, so a crash mid-write loses the file. Here:
+The file IO (atomic writes, ``weights_only=True`` reads, the self-describing header) is
+:mod:`tfclip_torchreid.utils.checkpoint`; here:
 
-* :func:`save_checkpoint` / :func:`load_checkpoint` (in :mod:`tfclip_torchreid.utils.checkpoint`)
-  write atomically (temp file + fsync + rename) and read with ``weights_only=True``;
-* :class:`Checkpointer` (the shape of fvcore's ``Checkpointer`` / ``PeriodicCheckpointer``) owns
-  ``<save_dir>/checkpoints``: it checks the folder is writable and removes temporary files left by
-  a killed write *before* training starts, writes ``latest.pth`` after every epoch, keeps the last
-  ``keep_last`` ``epoch_NNN.pth`` files and ``best.pth`` by a *validation* metric (never the test
-  set). Every file names its architecture, model configuration and package version
-  (:func:`checkpoint_header`), so a model can be rebuilt from the file alone.
+* :class:`Checkpointer` (the shape of fvcore's ``Checkpointer``) owns ``<save_dir>/checkpoints``:
+  it checks the folder is writable and removes temporary files left by a killed write *before*
+  training starts, writes ``latest.pth``, keeps the last ``keep_last`` ``epoch_NNN.pth`` files
+  (hard links to ``latest.pth``, not second writes) and ``best.pth`` by a *validation* metric
+  (never the test set);
+* :class:`PeriodicCheckpointer` (the shape of fvcore's ``PeriodicCheckpointer``) is the engine's
+  hook: it points the checkpointer at the run's folder before training and writes the engine's
+  :meth:`~.v2m_engine.VideoV2MEngine.checkpoint_state` after every epoch.
 
 Example:
-    >>> import torch, tempfile, os
-    >>> d = tempfile.mkdtemp()
-    >>> _ = save_checkpoint({"state_dict": {"w": torch.ones(2)}, "epoch": 1}, os.path.join(d, "a.pth"))
-    >>> load_checkpoint(os.path.join(d, "a.pth"))["epoch"]
-    1
+    >>> import tempfile
+    >>> ck = Checkpointer(tempfile.mkdtemp(), keep_last=1)
+    >>> ck.save({"epoch": 1}, 1) == ck.latest_path
+    True
 """
 
 from __future__ import annotations
@@ -29,10 +29,11 @@ import re
 import tempfile
 from typing import Any, Dict, List
 
-from ..utils.checkpoint import FORMAT, checkpoint_header, load_checkpoint, save_checkpoint
+from ..utils.checkpoint import save_checkpoint
+from .hooks import HookBase
 
-__all__ = ["save_checkpoint", "load_checkpoint", "Checkpointer", "checkpoint_header",
-           "check_writable", "FORMAT"]
+__all__ = ["Checkpointer", "PeriodicCheckpointer", "check_writable"]
+
 
 def check_writable(folder: str) -> None:
     """Create ``folder`` if needed and prove it is writable, or raise a PermissionError that
@@ -128,3 +129,25 @@ class Checkpointer:
         self.best_metric = float(metric)
         save_checkpoint(dict(state, best_metric=self.best_metric), self.best_path)
         return True
+
+
+class PeriodicCheckpointer(HookBase):
+    """Before training: the run's ``<save_dir>/checkpoints``, checked and cleaned
+    (:meth:`Checkpointer.prepare`). After every epoch: one checkpoint of
+    ``trainer.checkpoint_state`` (``latest.pth`` and the retained ``epoch_NNN.pth``).
+
+    Args:
+        checkpointer: the engine's :class:`Checkpointer` (CLIP-ReID's stage 1 and the
+            validation hook write through it too).
+    """
+
+    def __init__(self, checkpointer: Checkpointer) -> None:
+        self.checkpointer = checkpointer
+
+    def before_train(self) -> None:
+        self.checkpointer.folder = osp.join(self.trainer.save_dir, "checkpoints")
+        self.checkpointer.prepare()
+
+    def after_epoch(self) -> None:
+        t = self.trainer
+        self.checkpointer.save(t.checkpoint_state(t.epoch), t.epochs_done)

@@ -1,5 +1,8 @@
 """Per-tracklet features from a clip loader: the pass behind CLIP-Memory and the dense test.
 
+The first step of :class:`~tfclip_torchreid.engine.evaluation.DenseEvaluator` (which adds the
+sharding across processes, the progress bar and the ranking).
+
 A loader from :mod:`tfclip_torchreid.data.datamanager` yields batches whose ``img`` holds the
 clips of several tracklets, ``(sum n_i, T, 3, H, W)``, with ``num_clips`` (n_i) per tracklet.
 :func:`extract_features` runs a model on bounded chunks of clips, broadcasts each tracklet's

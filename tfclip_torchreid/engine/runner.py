@@ -45,8 +45,10 @@ from ..utils import distributed as du
 from ..utils.checkpoint import load_checkpoint, read_header, save_json
 from ..utils.logger import console_logging
 from .checkpoint import check_writable
+from .evaluation import DIST_METRICS
+from .precision import AMP_MODES
 from .prompt_learning import PromptStageConfig
-from .v2m_engine import AMP_MODES, DIST_METRICS, VideoV2MEngine
+from .v2m_engine import VideoV2MEngine
 
 logger = logging.getLogger(__name__)
 

@@ -52,6 +52,8 @@ from typing import Any, Dict, List, Mapping, NamedTuple, Tuple, Union
 
 import torch
 
+from ..utils.checkpoint import load_checkpoint
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -450,8 +452,6 @@ def read_zoo_checkpoint(
         >>> info["layout"], info["num_classes"], info["camera_num"]  # doctest: +SKIP
         ('clipreid', 751, 0)
     """
-    from ..engine.checkpoint import load_checkpoint  # lazy: the engine imports the models
-
     checkpoint = load_checkpoint(path)
     if not isinstance(checkpoint, Mapping):
         raise ValueError(f"{path}: expected a state dict, got {type(checkpoint).__name__}")
