@@ -13,7 +13,7 @@ from PIL import Image
 import tfclip_torchreid  # noqa: F401  (registers the datasets)
 from tfclip_torchreid import compat, visualize
 from tfclip_torchreid.data.dataset import read_frame
-from tfclip_torchreid.data.synthetic import make_synthetic_dataset
+from tfclip_torchreid.testing import make_synthetic_dataset
 
 SIZES = dict(height=64, width=32, num_train_ids=2, num_test_ids=6, num_distractors=40, num_junk=2,
              min_len=3, max_len=10)
