@@ -30,6 +30,11 @@ INSTALL_REQUIRES = read_requirements("base.txt") + read_requirements("pypi-torch
 # with onnxruntime; TorchScript needs nothing more
 EXPORT_REQUIRES = ["onnx", "onnxscript", "onnxruntime"]
 
+# configs/ (demo, dataset and paper configs, the paper's numbers in configs/paper/tables.json)
+# stays at the top level of the repository and is installed as the package data
+# tfclip_torchreid/configs; tfclip_torchreid.config.configs_path finds either.
+CONFIGS = "tfclip_torchreid.configs"
+
 setup(
     name="tfclip-torchreid",
     version=read_version(),
@@ -38,9 +43,13 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.9",
-    packages=find_packages(include=["tfclip_torchreid", "tfclip_torchreid.*"]),
-    package_data={"tfclip_torchreid.models": ["model_configs/*.json"]},
+    packages=find_packages(include=["tfclip_torchreid", "tfclip_torchreid.*"]) + [CONFIGS],
+    package_dir={CONFIGS: "configs"},
+    package_data={"tfclip_torchreid.models": ["model_configs/*.json"],
+                  CONFIGS: ["*.yaml", "paper/*.yaml", "paper/*.json"]},
     install_requires=INSTALL_REQUIRES,
-    extras_require={"export": EXPORT_REQUIRES, "test": ["pytest>=7", "ruff", *EXPORT_REQUIRES]},
+    extras_require={"export": EXPORT_REQUIRES,
+                    # setuptools, wheel: tests/test_paper_tables.py builds the package offline
+                    "test": ["pytest>=7", "ruff", "setuptools>=61", "wheel", *EXPORT_REQUIRES]},
     keywords=["person re-identification", "video reid", "CLIP", "torchreid"],
 )
