@@ -29,6 +29,8 @@ INSTALL_REQUIRES = read_requirements("base.txt") + read_requirements("pypi-torch
 # tools/export.py: ONNX files (torch's torch.export-based exporter needs onnxscript) checked
 # with onnxruntime; TorchScript needs nothing more
 EXPORT_REQUIRES = ["onnx", "onnxscript", "onnxruntime"]
+# tools/visualize.py --tsne (tfclip_torchreid.visualize.draw_tsne); the ranked pictures need none
+VIZ_REQUIRES = ["matplotlib", "scikit-learn", "threadpoolctl"]
 
 # configs/ (demo, dataset and paper configs, the paper's numbers in configs/paper/tables.json)
 # stays at the top level of the repository and is installed as the package data
@@ -48,8 +50,9 @@ setup(
     package_data={"tfclip_torchreid.models": ["model_configs/*.json"],
                   CONFIGS: ["*.yaml", "paper/*.yaml", "paper/*.json"]},
     install_requires=INSTALL_REQUIRES,
-    extras_require={"export": EXPORT_REQUIRES,
+    extras_require={"export": EXPORT_REQUIRES, "viz": VIZ_REQUIRES,
                     # setuptools, wheel: tests/test_paper_tables.py builds the package offline
-                    "test": ["pytest>=7", "ruff", "setuptools>=61", "wheel", *EXPORT_REQUIRES]},
+                    "test": ["pytest>=7", "ruff", "setuptools>=61", "wheel", *EXPORT_REQUIRES,
+                             *VIZ_REQUIRES]},
     keywords=["person re-identification", "video reid", "CLIP", "torchreid"],
 )
