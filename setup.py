@@ -29,6 +29,13 @@ INSTALL_REQUIRES = read_requirements("base.txt") + read_requirements("pypi-torch
 # tools/export.py: ONNX files (torch's torch.export-based exporter needs onnxscript) checked
 # with onnxruntime; TorchScript needs nothing more
 EXPORT_REQUIRES = ["onnx", "onnxscript", "onnxruntime"]
+# tools/visualize.py --tsne (tfclip_torchreid.visualize.draw_tsne); the ranked pictures need none
+VIZ_REQUIRES = ["matplotlib", "scikit-learn", "threadpoolctl"]
+
+# configs/ (demo, dataset and paper configs, the paper's numbers in configs/paper/tables.json)
+# stays at the top level of the repository and is installed as the package data
+# tfclip_torchreid/configs; tfclip_torchreid.config.configs_path finds either.
+CONFIGS = "tfclip_torchreid.configs"
 
 setup(
     name="tfclip-torchreid",
@@ -38,9 +45,14 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.9",
-    packages=find_packages(include=["tfclip_torchreid", "tfclip_torchreid.*"]),
-    package_data={"tfclip_torchreid.models": ["model_configs/*.json"]},
+    packages=find_packages(include=["tfclip_torchreid", "tfclip_torchreid.*"]) + [CONFIGS],
+    package_dir={CONFIGS: "configs"},
+    package_data={"tfclip_torchreid.models": ["model_configs/*.json"],
+                  CONFIGS: ["*.yaml", "paper/*.yaml", "paper/*.json"]},
     install_requires=INSTALL_REQUIRES,
-    extras_require={"export": EXPORT_REQUIRES, "test": ["pytest>=7", "ruff", *EXPORT_REQUIRES]},
+    extras_require={"export": EXPORT_REQUIRES, "viz": VIZ_REQUIRES,
+                    # setuptools, wheel: tests/test_paper_tables.py builds the package offline
+                    "test": ["pytest>=7", "ruff", "setuptools>=61", "wheel", *EXPORT_REQUIRES,
+                             *VIZ_REQUIRES]},
     keywords=["person re-identification", "video reid", "CLIP", "torchreid"],
 )

@@ -19,7 +19,6 @@ import tfclip_torchreid  # noqa: F401  (registers the datasets)
 from tfclip_torchreid import compat
 from tfclip_torchreid.data.dataset import read_frame
 from tfclip_torchreid.data.sampling import sample_clip_indices
-from tfclip_torchreid.data.synthetic import make_synthetic_dataset
 from tfclip_torchreid.data.transforms import build_sequence_transforms
 from tfclip_torchreid.embedding import (
     RANK_TABLE_COLUMNS,
@@ -31,6 +30,7 @@ from tfclip_torchreid.embedding import (
     rank_table,
 )
 from tfclip_torchreid.models import build_tfclip
+from tfclip_torchreid.testing import make_synthetic_dataset
 from tfclip_torchreid.utils.checkpoint import checkpoint_header, save_checkpoint
 from tfclip_torchreid.visualize import ranked_image_size, read_feature_set
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import os.path as osp
+import sys
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from PIL import Image
 import tfclip_torchreid  # noqa: F401  (registers the datasets)
 from tfclip_torchreid import compat, visualize
 from tfclip_torchreid.data.dataset import read_frame
-from tfclip_torchreid.data.synthetic import make_synthetic_dataset
+from tfclip_torchreid.testing import make_synthetic_dataset
 
 SIZES = dict(height=64, width=32, num_train_ids=2, num_test_ids=6, num_distractors=40, num_junk=2,
              min_len=3, max_len=10)
@@ -129,6 +130,20 @@ def test_tsne_png(tmp_path):
     assert len(tab10 & colours) == 6  # six identities, six colours
     with pytest.raises(ValueError, match="at least 4"):
         visualize.draw_tsne(feats[:3], pids[:3], str(tmp_path / "x.png"))
+
+
+@pytest.mark.parametrize("missing,dist", [("sklearn", "scikit-learn"), ("matplotlib", "matplotlib")])
+def test_tsne_without_the_viz_extra(tmp_path, monkeypatch, missing, dist):
+    """matplotlib and scikit-learn are the `viz` extra: without them the ranked pictures work
+    and the t-SNE says how to install them."""
+    for name in [m for m in sys.modules if m == missing or m.startswith(missing + ".")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, missing, None)  # import fails as if not installed
+    with pytest.raises(ImportError, match=rf'needs {dist} .*pip install "tfclip-torchreid\[viz\]"'):
+        visualize.draw_tsne(np.random.rand(8, 4), np.repeat(np.arange(2), 4),
+                            str(tmp_path / "t.png"))
+    assert not (tmp_path / "t.png").exists()
+    assert visualize.strip_frame_indices(10, 4).tolist() == [0, 3, 6, 9]  # no viz needed
 
 
 def test_read_feature_set_in_memory_and_files(tmp_path):

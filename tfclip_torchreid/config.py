@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import importlib.resources
 import os.path as osp
 from typing import Tuple
 
@@ -22,6 +23,24 @@ from .models.config import yacs_defaults
 
 #: key of a yaml config naming the file it extends (relative to itself)
 BASE_KEY = "_BASE_"
+
+
+def configs_path(*parts: str) -> str:
+    """Path of ``configs/<parts>``: the configs shipped with the package (demos, datasets,
+    ``paper/`` with the paper's numbers).
+
+    Installed from a wheel (``pip install .``), ``configs/`` is package data, installed as
+    ``tfclip_torchreid/configs`` (setup.py maps the top-level folder there); in a checkout or an
+    editable install it is the top-level ``configs/`` beside the package.
+
+    Example:
+        >>> osp.isfile(configs_path("paper", "t2_b1.yaml"))
+        True
+    """
+    installed = importlib.resources.files("tfclip_torchreid") / "configs"
+    if installed.is_dir():
+        return osp.join(str(installed), *parts)
+    return osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), "configs", *parts)
 
 
 def get_default_config() -> CN:

@@ -6,7 +6,8 @@ PNG: the query as a strip of evenly spaced frames, then its top-k gallery trackl
 below it, framed green (same identity) or red (another identity), ranked as in evaluation
 (gallery tracklets of the query's identity seen by the query's camera are skipped, like
 torchreid's ``evaluate_rank``). :func:`draw_tsne` plots a t-SNE of test features coloured by
-identity, the kind of picture of the TF-CLIP paper's Fig. 6.
+identity, the kind of picture of the TF-CLIP paper's Fig. 6; it needs matplotlib and scikit-learn,
+the ``viz`` extra (``pip install "tfclip-torchreid[viz]"``), imported only when a t-SNE is drawn.
 
 Geometry of a ranked picture (all in pixels): a strip is ``frames_per_strip * width + 2 * BORDER``
 wide and ``height + 2 * BORDER`` tall; a text column of ``LABEL_WIDTH`` is on the left; strips are
@@ -24,9 +25,11 @@ Example:
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import os.path as osp
+from types import ModuleType
 from typing import Any, List, Mapping, Sequence, Tuple, Union
 
 import numpy as np
@@ -190,10 +193,25 @@ def _as_numpy(x: ArrayLike, dtype=np.float32) -> np.ndarray:
     return np.asarray(x, dtype=dtype)
 
 
+#: distributions of the ``viz`` extra by the module name they are imported as
+_VIZ_DISTRIBUTIONS = {"matplotlib": "matplotlib", "sklearn": "scikit-learn",
+                      "threadpoolctl": "threadpoolctl"}
+
+
+def _viz(name: str) -> ModuleType:
+    """Module ``name`` of the ``viz`` extra; an ImportError that says how to install it."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as err:
+        dist = _VIZ_DISTRIBUTIONS[name.split(".")[0]]
+        raise ImportError(
+            f"the t-SNE picture needs {dist} ({err}): pip install \"tfclip-torchreid[viz]\" "
+            "(matplotlib and scikit-learn)") from err
+
+
 def _identity_colour(k: int, n: int) -> Tuple[float, ...]:
     """Colour of the k-th of n identities: tab10 / tab20 for few, evenly spread hues for more."""
-    from matplotlib import colormaps
-
+    colormaps = _viz("matplotlib").colormaps
     if n <= 10:
         return colormaps["tab10"](k)
     if n <= 20:
@@ -226,14 +244,18 @@ def draw_tsne(
     Returns:
         ``out_path``.
 
+    Raises:
+        ImportError: the ``viz`` extra (matplotlib, scikit-learn) is not installed; the message
+            says ``pip install "tfclip-torchreid[viz]"``.
+
     Example:
         >>> draw_tsne(np.random.rand(60, 8), np.repeat(np.arange(6), 10), "/tmp/t.png")
         ... # doctest: +SKIP
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from sklearn.manifold import TSNE
-    from threadpoolctl import threadpool_limits
+    FigureCanvasAgg = _viz("matplotlib.backends.backend_agg").FigureCanvasAgg
+    Figure = _viz("matplotlib.figure").Figure
+    TSNE = _viz("sklearn.manifold").TSNE
+    threadpool_limits = _viz("threadpoolctl").threadpool_limits
 
     x = _as_numpy(features)
     p = _as_numpy(pids, np.int64).reshape(-1)

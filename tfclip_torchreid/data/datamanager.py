@@ -43,12 +43,14 @@ from torch.utils.data import DataLoader, Subset
 from tfclip_torchreid import compat
 
 from .dataset import ClipDataset, SeededDataset, collate_clips
+from .datasets import diagnose_dataset, precheck_dataset
 from .distributed import dist_rank_world, shard_indices
+from .frame_checks import check_frames, frame_paths
 from .holdout import hold_out_identities
 from .samplers import build_train_sampler
 from .sampling import canonical_method
+from .tracklet_checks import check_tracklets
 from .transforms import build_image_transforms, build_sequence_transforms, erasing_mode, norm_stats
-from .validation import check_frames, check_tracklets, frame_paths, precheck_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -91,18 +93,26 @@ def parse_datasets(names: Iterable[str], root: str, kind: str = "video", split_i
                    combineall: bool = False, transform: Any = None) -> Dict[str, Any]:
     """One torchreid dataset object per name (``.train``, ``.query``, ``.gallery``), parsed once.
 
-    Each known benchmark is checked first (:func:`~.validation.precheck_dataset`): a missing
-    dataset shows the expected tree instead of torchreid's download attempt, and files torchreid's
-    parser would stop on with a bare ``AssertionError`` are named. ``transform`` is stored by
-    torchreid's dataset (its video class insists on one); the loaders here use their own datasets.
+    Every known benchmark is checked before any is parsed (:func:`~.datasets.precheck_dataset`):
+    a missing dataset shows the expected tree instead of torchreid's download attempt, and what
+    torchreid would read wrongly without a word is named. If torchreid's parser then stops (a bare
+    ``AssertionError`` naming no file, ...), :func:`~.datasets.diagnose_dataset` names the file,
+    row or folder. ``transform`` is stored by torchreid's dataset (its video class insists on
+    one); the loaders here use their own datasets.
     """
     names = list(dict.fromkeys(names))
     for name in names:
         precheck_dataset(name, root)
     init = compat.init_video_dataset if kind == "video" else compat.init_image_dataset
-    return {name: init(name, root=root, split_id=split_id, combineall=combineall, mode="train",
-                       transform=transform)
-            for name in names}
+    parsed = {}
+    for name in names:
+        try:
+            parsed[name] = init(name, root=root, split_id=split_id, combineall=combineall,
+                                mode="train", transform=transform)
+        except Exception as err:
+            diagnose_dataset(name, root, err)  # raises what it finds, chained to err
+            raise
+    return parsed
 
 
 def _as_tracklets(items: Sequence[tuple]) -> List[tuple]:

@@ -29,7 +29,8 @@ from yacs.config import CfgNode
 from .. import compat
 from ..config import get_default_config, merge_config_file
 from ..data.datamanager import build_datamanager
-from ..data.validation import check_test_cameras
+from ..data.datasets import num_splits
+from ..data.tracklet_checks import check_test_cameras
 from ..losses import TFCLIPLoss
 from ..models import zoo
 from ..models.config import option_fields
@@ -41,6 +42,7 @@ from ..models.factory import (
     model_config_from_checkpoint,
 )
 from ..optim import WarmupMultiStepLR, build_tfclip_optimizer
+from ..testing import make_synthetic_dataset
 from ..utils import distributed as du
 from ..utils.checkpoint import load_checkpoint, read_header, save_json
 from ..utils.logger import console_logging
@@ -170,8 +172,6 @@ def check_config(cfg: CfgNode) -> None:
 # ---------------------------------------------------------------------------------- building
 def ensure_synthetic(cfg: CfgNode) -> None:
     """Generate the synthetic datasets named in sources/targets under ``root`` if absent."""
-    from ..data.synthetic import make_synthetic_dataset
-
     for name in dict.fromkeys(list(cfg.data.sources) + list(cfg.data.targets)):
         if name not in SYNTHETIC_FORMATS:
             raise ValueError(f"no synthetic generator for dataset {name!r}; have "
@@ -315,8 +315,6 @@ def run_from_config(cfg: CfgNode) -> dict[str, Any]:
 
 def run_all_splits(cfg: CfgNode) -> dict[str, Any]:
     """The iLIDS-VID / PRID-2011 protocol: train and test every split, report each and the mean."""
-    from ..data.datasets import num_splits
-
     names = list(cfg.data.sources)
     if len(names) != 1:
         raise ValueError("--all-splits runs one dataset at a time; got sources " + str(names))
