@@ -11,8 +11,8 @@ from train_helpers import tiny_config
 from tfclip_torchreid import compat
 from tfclip_torchreid.data.holdout import hold_out_identities
 from tfclip_torchreid.engine import runner
-from tfclip_torchreid.engine.checkpoint import load_checkpoint
 from tfclip_torchreid.models import load_tfclip
+from tfclip_torchreid.utils.checkpoint import load_checkpoint
 
 
 def _items(num_ids: int = 10) -> list[tuple]:
