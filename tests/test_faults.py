@@ -211,6 +211,35 @@ def test_checkpoint_rebuilds_its_model_everywhere(tap_checkpoint):
         load_model_weights(gelu, state, source=tap_checkpoint, strict=False)
 
 
+def test_preprocessing_travels_with_the_checkpoint(mars_root, tap_checkpoint, tmp_path, caplog):
+    """A training run records its frames' size and normalisation; FeatureExtractor and an
+    evaluation take them from the file. A file written before (no entry) gets the arch's
+    documented default, and the log says so."""
+    caplog.set_level(logging.INFO, logger="tfclip_torchreid")
+    save = str(tmp_path / "run")
+    engine = new_engine(make_cfg(mars_root, save, **{"data.norm": "inception"}))
+    engine.run(save_dir=save, max_epoch=1, print_freq=1000)
+    latest = osp.join(save, "checkpoints", "latest.pth")
+    assert load_checkpoint(latest)["preprocess"] == {"image_size": [64, 32], "mean": [0.5] * 3,
+                                                     "std": [0.5] * 3}
+    extractor = compat.utils.FeatureExtractor(model_name="tfclip_tiny", model_path=latest,
+                                              device="cpu", verbose=False)
+    resize, _, normalize = extractor.preprocess.transforms
+    assert (tuple(resize.size), list(normalize.mean)) == ((64, 32), [0.5] * 3)
+    caplog.clear()
+    runner.main(["--evaluate-only", "--weights", latest, "--root", mars_root, "--save-dir",
+                 str(tmp_path / "eval"), "data.workers", "0", "test.batch_size", "8",
+                 "data.seq_len", "4"])
+    assert "=> data.norm: the config's 'imagenet' -> 'inception'" in caplog.text
+    assert "=> data.height: the config's 256 -> 64" in caplog.text
+
+    caplog.clear()
+    old = compat.utils.FeatureExtractor(model_name="tfclip_tiny", model_path=tap_checkpoint,
+                                        device="cpu", verbose=False)
+    assert list(old.preprocess.transforms[-1].mean) == [0.485, 0.456, 0.406]
+    assert f"{tap_checkpoint} records no preprocessing" in caplog.text
+
+
 def test_feature_extractor_refuses_another_architecture(tap_checkpoint):
     with pytest.raises(ValueError, match=r"tfclip_tiny.*not tfclip_vitb16"):
         compat.utils.FeatureExtractor(model_name="tfclip_vitb16", model_path=tap_checkpoint,

@@ -39,6 +39,7 @@ from yacs.config import CfgNode
 from .. import compat
 from ..config import get_default_config, merge_config_file
 from ..data.datamanager import build_datamanager
+from ..data.datasets import num_splits
 from ..data.transforms import NORM_STATS, norm_stats
 from ..data.validation import check_test_cameras
 from ..losses import TFCLIPLoss
@@ -438,8 +439,6 @@ def run_from_config(cfg: CfgNode, weights: Weights | None = None,
 def run_all_splits(cfg: CfgNode, weights: Weights | None = None,
                    explicit: frozenset[str] | None = None) -> dict[str, Any]:
     """The iLIDS-VID / PRID-2011 protocol: train and test every split, report each and the mean."""
-    from ..data.datasets import num_splits
-
     names = list(cfg.data.sources)
     if len(names) != 1:
         raise ValueError("--all-splits runs one dataset at a time; got sources " + str(names))

@@ -573,6 +573,42 @@ def _header_differences(weights: Weights, model: TFCLIP) -> Dict[str, tuple]:
     return {k: (v, ours[k]) for k, v in theirs.items() if k != "arch" and v != ours[k]}
 
 
+def _check_model(weights: Weights, model: TFCLIP, where: str) -> Dict[str, tuple]:
+    """Refuse a self-describing checkpoint of another architecture or network; returns the
+    other differences (for the message of a misfit)."""
+    if weights.self_describing and weights.arch != model.cfg.arch:
+        raise ValueError(
+            f"the checkpoint {where} holds a {weights.arch} model, not {model.cfg.arch}: build "
+            f"{weights.arch} (e.g. --arch {weights.arch}), or use load_tfclip(path), which "
+            f"rebuilds the model the file describes")
+    differences = _header_differences(weights, model)
+    network = {k: v for k, v in differences.items() if k in _NETWORK_FIELDS}
+    if network:
+        raise ValueError(
+            f"the checkpoint {where} holds another {model.cfg.arch} network: "
+            f"{_describe(network)}. Build the model the file describes (load_tfclip(path), or "
+            f"omit these options)")
+    return differences
+
+
+def _first(keys: Sequence[str]) -> str:
+    return f"{list(keys[:6])}{' ...' if len(keys) > 6 else ''}"
+
+
+def _misfit(model: TFCLIP, where: str, shapes: List[str], missing: List[str],
+            unexpected: List[str], differences: Mapping[str, tuple]) -> ValueError:
+    parts = (["the checkpoint's model differs: " + _describe(differences)] if differences else [])
+    parts += ["shape mismatch: " + "; ".join(shapes[:6])] if shapes else []
+    parts += [f"missing {_first(missing)}"] if missing else []
+    parts += [f"unexpected {_first(unexpected)}"] if unexpected else []
+    return ValueError(
+        f"checkpoint ({where}) does not fit the model ({model.cfg.arch}, num_classes="
+        f"{model.num_classes}, camera_num={model.cfg.camera_num}, temporal={model.cfg.temporal}, "
+        f"use_ssp={model.ssp is not None}): " + " | ".join(parts) + ". Build the model with the "
+        "checkpoint's arch/switches/num_classes/camera_num, or skip the mismatching keys "
+        "(load_model_weights(strict=False); on the command line model.load_strict False)")
+
+
 def load_model_weights(
     model: TFCLIP,
     checkpoint: Union[Mapping[str, Any], Weights],
@@ -597,55 +633,27 @@ def load_model_weights(
     """
     if not isinstance(checkpoint, (Mapping, Weights)):
         raise TypeError(f"checkpoint must be a dict or Weights, got {type(checkpoint).__name__}")
-    if isinstance(checkpoint, Weights):
-        weights = checkpoint
-    else:
-        weights = weights_from_checkpoint(checkpoint, source, default_arch=model.cfg.arch,
-                                          num_classes=model.num_classes)
+    weights = checkpoint if isinstance(checkpoint, Weights) else weights_from_checkpoint(
+        checkpoint, source, default_arch=model.cfg.arch, num_classes=model.num_classes)
     where = source or weights.source
     if weights.layout == "clip":
         model.load_clip_weights(weights.path)
         return {"missing": [], "unexpected": [], "skipped": []}
-    if weights.self_describing and weights.arch != model.cfg.arch:
-        raise ValueError(
-            f"the checkpoint {where} holds a {weights.arch} model, not {model.cfg.arch}: build "
-            f"{weights.arch} (e.g. --arch {weights.arch}), or use load_tfclip(path), which "
-            f"rebuilds the model the file describes")
-    differences = _header_differences(weights, model)
-    network = {k: v for k, v in differences.items() if k in _NETWORK_FIELDS}
-    if network:
-        raise ValueError(
-            f"the checkpoint {where} holds another {model.cfg.arch} network: "
-            f"{_describe(network)}. Build the model the file describes (load_tfclip(path), or "
-            f"omit these options)")
+    differences = _check_model(weights, model, where)
     state, own = weights.state_dict, model.state_dict()
     skipped = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
                for k, v in state.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
     missing = [k for k in own if k not in state and not k.startswith("memory.")]
     unexpected = [k for k in state if k not in own and not k.startswith("memory.")]
-    fatal = [k for k in missing + skipped if not k.startswith(tuple(optional))] + unexpected
-    if strict and fatal:
-        parts = []
-        bad_shapes = [s for s in skipped if not s.startswith(tuple(optional))]
-        bad_missing = [k for k in missing if not k.startswith(tuple(optional))]
-        if bad_shapes:
-            parts.append("shape mismatch: " + "; ".join(bad_shapes[:6]))
-        if bad_missing:
-            parts.append(f"missing {bad_missing[:6]}{' ...' if len(bad_missing) > 6 else ''}")
-        if unexpected:
-            parts.append(f"unexpected {unexpected[:6]}{' ...' if len(unexpected) > 6 else ''}")
-        if differences:
-            parts.insert(0, "the checkpoint's model differs: " + _describe(differences))
-        raise ValueError(
-            f"checkpoint ({where}) does not fit the model ({model.cfg.arch}, num_classes="
-            f"{model.num_classes}, camera_num={model.cfg.camera_num}, temporal="
-            f"{model.cfg.temporal}, use_ssp={model.ssp is not None}): " + " | ".join(parts)
-            + ". Build the model with the checkpoint's arch/switches/num_classes/camera_num, or "
-            "skip the mismatching keys (load_model_weights(strict=False); on the command line "
-            "model.load_strict False)")
-    if strict and (missing or skipped):
-        logger.info(f"=> {where}: not in the weights (training-only, left as built): "
-                    f"{sorted({k.split('.')[0] for k in missing + skipped})}")
+    if strict:
+        optional = tuple(optional)
+        bad_shapes = [k for k in skipped if not k.startswith(optional)]
+        bad_missing = [k for k in missing if not k.startswith(optional)]
+        if bad_shapes or bad_missing or unexpected:
+            raise _misfit(model, where, bad_shapes, bad_missing, unexpected, differences)
+        if missing or skipped:
+            logger.info(f"=> {where}: not in the weights (training-only, left as built): "
+                        f"{sorted({k.split('.')[0] for k in missing + skipped})}")
     loadable = {k: v for k, v in state.items()
                 if k in own and tuple(v.shape) == tuple(own[k].shape)}
     model.load_state_dict(loadable, strict=False)

@@ -36,8 +36,9 @@ Example:
     >>> from tfclip_torchreid.models import zoo
     >>> zoo.list_zoo()[:2]
     ['clipreid_rn50_dukemtmcreid', 'clipreid_rn50_market1501']
-    >>> zoo.zoo_model_kwargs("clipreid_vitb16_sie_olp_msmt17")
-    ZooModelSpec(arch='clipreid_vitb16_s12', num_classes=1041, camera_num=15, switches={'use_sie': True, 'sie_coe': 1.0, 'stride': 12})
+    >>> e = zoo.get_entry("clipreid_vitb16_sie_olp_msmt17")
+    >>> e.arch, e.num_classes, e.camera_num, dict(e.switches)
+    ('clipreid_vitb16_s12', 1041, 15, {'use_sie': True, 'sie_coe': 1.0, 'stride': 12})
     >>> zoo.get_entry("clipreid_vitb16_market1501").preprocess["mean"]
     [0.5, 0.5, 0.5]
     >>> zoo.download_zoo("clipreid_vitb16_market1501")  # doctest: +SKIP
@@ -53,7 +54,7 @@ import os
 import os.path as osp
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Dict, List, Mapping, NamedTuple, Tuple
+from typing import Any, Dict, List, Mapping, Tuple
 
 import torch
 
@@ -62,8 +63,8 @@ from ..utils.checkpoint import preprocess_entry
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "ZOO_PREFIX", "ZooEntry", "ZooModelSpec", "is_zoo", "list_zoo", "get_entry",
-    "register_zoo_entry", "zoo_model_kwargs", "zoo_cache_dir", "zoo_cache_path",
+    "ZOO_PREFIX", "ZooEntry", "is_zoo", "list_zoo", "get_entry",
+    "register_zoo_entry", "zoo_cache_dir", "zoo_cache_path",
     "download_zoo", "CONNECT_TIMEOUT", "READ_TIMEOUT", "RETRIES",
 ]
 
@@ -142,15 +143,6 @@ class ZooEntry:
     def preprocess(self) -> Dict[str, List]:
         """The preprocessing of its training (a checkpoint's ``preprocess`` entry)."""
         return preprocess_entry(self.input_size, self.pixel_mean, self.pixel_std)
-
-
-class ZooModelSpec(NamedTuple):
-    """What to build for a zoo entry: ``build(arch, num_classes, camera_num, **switches)``."""
-
-    arch: str
-    num_classes: int
-    camera_num: int
-    switches: Dict[str, Any]
 
 
 # training-set sizes of CLIP-ReID's datasets: (torchreid name, identities, cameras)
@@ -233,12 +225,6 @@ def register_zoo_entry(entry: ZooEntry, overwrite: bool = False) -> None:
     if entry.name in _ZOO and not overwrite:
         raise ValueError(f"zoo entry {entry.name!r} exists; pass overwrite=True to replace it")
     _ZOO[entry.name] = entry
-
-
-def zoo_model_kwargs(name: str) -> ZooModelSpec:
-    """``(arch, num_classes, camera_num, switches)`` of the model that the weights fit."""
-    e = get_entry(name)
-    return ZooModelSpec(e.arch, e.num_classes, e.camera_num, dict(e.switches))
 
 
 def zoo_cache_dir() -> str:
