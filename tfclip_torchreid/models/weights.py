@@ -5,17 +5,17 @@ role timm's ``pretrained_cfg`` and open_clip's ``pretrained.py`` play there), re
 once. Training, evaluation, :func:`~.factory.build_tfclip`, :func:`~.factory.load_tfclip`,
 :class:`~.feature_extractor.FeatureExtractor`, export and embedding all go through it.
 
-=============================  ==========================  ===========================  ==============
-spec                           model config                preprocessing                layout
-=============================  ==========================  ===========================  ==============
-``zoo:NAME``                   the zoo entry               the zoo entry                the entry's
-our checkpoint (self-          its ``model_cfg``           its ``preprocess`` entry     ``tfclip``
-describing)                                                (older files: arch default)
-the TF-CLIP authors' file      ``arch`` + tensor shapes    arch default                 ``tfclip_authors``
-CLIP-ReID's layout             ``arch`` + tensor shapes    arch default                 ``clipreid``
-a plain state dict (our keys)  ``arch`` + tensor shapes    arch default                 ``tfclip``
-``openai`` / a CLIP file       ``arch`` (backbone only)    CLIP's mean / std            ``clip``
-=============================  ==========================  ===========================  ==============
+Where each spec's model config, preprocessing and layout come from:
+
+* ``zoo:NAME``: the zoo entry (model, preprocessing) and its file (checked against the entry);
+  layout the entry's (``clipreid`` for CLIP-ReID's files);
+* our checkpoint (self-describing): its ``model_cfg`` and ``preprocess`` entries (files written
+  before the preprocessing was recorded: the arch's default); layout ``tfclip``;
+* the TF-CLIP authors' file, CLIP-ReID's layout, a plain state dict with our keys: ``arch`` and
+  the tensor shapes, the arch's default preprocessing; layouts ``tfclip_authors``, ``clipreid``,
+  ``tfclip``;
+* ``openai`` or a CLIP file (``layout="clip"``): backbone weights; the arch's model, CLIP's mean
+  and std; layout ``clip``.
 
 *Tensor shapes* (:func:`options_from_shapes`) give what a file that does not describe itself
 still shows: identities (classifier rows), cameras and SIE (``cv_embed`` rows), the ViT's width,
@@ -394,7 +394,7 @@ def _from_header(checkpoint: Mapping[str, Any], header: Mapping[str, Any], sourc
         preprocess = Preprocess.from_entry(header["preprocess"], "checkpoint")
     else:
         preprocess = arch_preprocess(config.arch, config.image_size)
-        logger.info(f"=> {source} records no preprocessing (written before version 0.1.0 "
+        logger.info(f"=> {source} records no preprocessing (written before checkpoints "
                     f"recorded it): using {config.arch}'s default, {preprocess.describe()}")
     rest = {k: v for k, v in checkpoint.items() if k not in HEADER_KEYS + STATE_DICT_KEYS}
     return Weights(source, path, "tfclip", config, preprocess, unwrap_state_dict(checkpoint),

@@ -39,7 +39,7 @@ __all__ = ["save_checkpoint", "load_checkpoint", "save_json", "checkpoint_header
 
 #: ``format`` entry of every checkpoint this package writes
 FORMAT = "tfclip_torchreid.checkpoint/1"
-#: the entries :func:`checkpoint_header` writes (``preprocess`` since 0.1.0's weights resolver)
+#: the entries :func:`checkpoint_header` writes (``preprocess``: older files lack it)
 HEADER_KEYS = ("format", "version", "arch", "model_cfg", "preprocess")
 #: entries that hold the state dict of a checkpoint, in the order they are looked for
 STATE_DICT_KEYS = ("state_dict", "model", "model_state_dict")
