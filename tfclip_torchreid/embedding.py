@@ -15,9 +15,12 @@ that use one.
 Embedding (:func:`embed_tracklets`) is the engine's evaluation with the package's own pieces:
 :class:`~.data.dataset.ClipDataset` through :func:`~.data.datamanager.build_test_loader`
 (every tracklet cut into ``seq_len``-frame clips, the last one cycled), the test transform at the
-model's image size (:func:`~.data.transforms.build_sequence_transforms`, ImageNet statistics by
-default) and the dense evaluator's extraction (:meth:`~.engine.evaluation.DenseEvaluator.extract`:
-clip features averaged per tracklet, each tracklet's camera broadcast to its clips).
+model's image size (:func:`~.data.transforms.build_sequence_transforms`) with the weights'
+normalisation (pass ``norm=weights.preprocess.norm`` of the resolved weights, as
+``tools/embed.py`` does; the default is the arch's documented one,
+:func:`~.models.weights.arch_preprocess`) and the dense evaluator's extraction
+(:meth:`~.engine.evaluation.DenseEvaluator.extract`: clip features averaged per tracklet, each
+tracklet's camera broadcast to its clips).
 
 Files (:func:`save_embeddings`, :func:`load_embeddings`, :func:`feature_index`): the feature-file
 format of :mod:`~.utils.feature_files`, which :func:`~.visualize.read_feature_set` (and
@@ -31,8 +34,10 @@ identity and camera (the evaluation protocol), so the table agrees with CMC / mA
 
 Example:
     >>> from tfclip_torchreid.export import load_inference_model
-    >>> model = load_inference_model(weights="log/mars/checkpoints/latest.pth")  # doctest: +SKIP
-    >>> feats, index = embed_folder(model, "my_tracklets")  # doctest: +SKIP
+    >>> from tfclip_torchreid.models import resolve_weights
+    >>> weights = resolve_weights("log/mars/checkpoints/latest.pth")  # doctest: +SKIP
+    >>> model = load_inference_model(weights=weights)  # doctest: +SKIP
+    >>> feats, index = embed_folder(model, "my_tracklets", norm=weights.preprocess.norm)  # doctest: +SKIP
     >>> save_embeddings("out/feats.npy", feats, index)  # doctest: +SKIP
     ['out/feats.npy', 'out/feats.json']
 """
@@ -51,10 +56,11 @@ import torch.nn as nn
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from .data.datamanager import build_test_loader
-from .data.transforms import build_sequence_transforms
+from .data.transforms import build_sequence_transforms, norm_stats
 from .engine.evaluation import DenseEvaluator
 from .export import uses_cameras
 from .metrics.rank import RankMetrics, rank_metrics
+from .models.weights import arch_preprocess
 from .utils.feature_files import (
     H5_EXTENSIONS,
     Tracklet,
@@ -65,6 +71,7 @@ from .utils.feature_files import (
 from .visualize import rank_gallery
 
 __all__ = ["IMAGE_EXTENSIONS", "Tracklet", "parse_ids", "discover_tracklets", "embed_tracklets",
+           "resolve_norm",
            "embed_folder", "feature_index", "save_embeddings", "load_embeddings", "rank_table",
            "write_rank_table", "ranking_metrics", "RANK_TABLE_COLUMNS", "H5_EXTENSIONS"]
 
@@ -162,8 +169,20 @@ def _progress_bar(total: int) -> Callable[[Iterable[dict], str], Iterator[dict]]
     return wrap
 
 
+def resolve_norm(model: nn.Module, norm: Any = None) -> Tuple[List[float], List[float]]:
+    """``(mean, std)`` of ``norm`` (a name, a pair, or None: the arch's documented default).
+
+    Example:
+        >>> from tfclip_torchreid.models import build_tfclip
+        >>> resolve_norm(build_tfclip("clipreid_tiny", num_classes=2))[0]
+        [0.5, 0.5, 0.5]
+    """
+    mean, std = norm_stats(arch_preprocess(model.cfg.arch).norm if norm is None else norm)
+    return [float(m) for m in mean], [float(s) for s in std]
+
+
 def embed_tracklets(model: nn.Module, tracklets: Sequence[Tracklet], seq_len: int = 8,
-                    batch_size: int = 8, norm: Any = "imagenet",
+                    batch_size: int = 8, norm: Any = None,
                     device: str | torch.device | None = None, workers: int = 0,
                     max_clips: int = 64, progress: bool = True,
                     desc: str = "embedding") -> np.ndarray:
@@ -174,7 +193,9 @@ def embed_tracklets(model: nn.Module, tracklets: Sequence[Tracklet], seq_len: in
         tracklets: from :func:`discover_tracklets`.
         seq_len: frames per clip (8 in TF-CLIP; 1 for image models).
         batch_size: tracklets per loader batch (each brings all of its clips).
-        norm: ``"imagenet"`` (TF-CLIP's), ``"clip"``, ``"inception"`` or a (mean, std) pair.
+        norm: the frames' normalisation: the weights' ``(mean, std)``
+            (``Weights.preprocess.norm``), a name (``"imagenet"``, ``"clip"``, ``"inception"``)
+            or None (the arch's documented default, :func:`~.models.weights.arch_preprocess`).
         device: where the model runs (default: where its parameters are).
         workers: DataLoader workers.
         max_clips: clips per forward pass.
@@ -192,7 +213,7 @@ def embed_tracklets(model: nn.Module, tracklets: Sequence[Tracklet], seq_len: in
     if cameras:
         _check_cameras(tracklets, int(model.cfg.camera_num))
     h, w = model.cfg.image_size
-    transform = build_sequence_transforms(h, w, is_train=False, norm=norm)
+    transform = build_sequence_transforms(h, w, is_train=False, norm=resolve_norm(model, norm))
     loader = build_test_loader([(t.paths, t.pid, t.camid) for t in tracklets], seq_len, "dense",
                                transform, batch_size, workers, pin_memory=device.type == "cuda")
 
@@ -212,13 +233,15 @@ def embed_folder(model: nn.Module, root: str, parse_names: bool = True,
                  ) -> Tuple[np.ndarray, Dict[str, Any]]:
     """:func:`discover_tracklets` + :func:`embed_tracklets`: ``(features, index)``.
 
-    ``kwargs`` go to :func:`embed_tracklets`; the index's ``meta`` records the settings.
+    ``kwargs`` go to :func:`embed_tracklets`; the index's ``meta`` records the settings
+    (``norm``: the mean and std used).
     """
     tracklets = discover_tracklets(root, parse_names)
     feats = embed_tracklets(model, tracklets, **kwargs)
+    mean, std = resolve_norm(model, kwargs.get("norm"))
     info = {"arch": model.cfg.arch, "feature_dim": int(feats.shape[1]),
-            "seq_len": int(kwargs.get("seq_len", 8)), "norm": kwargs.get("norm", "imagenet"),
-            "protocol": "dense"}
+            "seq_len": int(kwargs.get("seq_len", 8)), "norm": {"mean": mean, "std": std},
+            "image_size": list(model.cfg.image_size), "protocol": "dense"}
     info.update(meta or {})
     return feats, feature_index(tracklets, root, info)
 

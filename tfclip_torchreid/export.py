@@ -42,6 +42,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from .models import DEFAULT_CAMERA_NUM, build_tfclip
+from .models.weights import Weights, resolve_weights
+
 __all__ = ["FORMATS", "INPUT_NAMES", "OUTPUT_NAME", "ExportWrapper", "uses_cameras",
            "example_inputs", "export_model", "verify_export", "run_exported", "exported_files",
            "load_inference_model", "default_export_path"]
@@ -317,51 +320,30 @@ def verify_export(model: nn.Module, path: str, format: str, frames: int = 8,
     return worst
 
 
-def load_inference_model(arch: str | None = None, weights: str | None = None,
+def load_inference_model(arch: str | None = None, weights: str | Weights | None = None,
                          camera_num: int | None = None, device: str | torch.device = "cpu",
                          **overrides: Any) -> nn.Module:
     """The model to export or embed with, in eval mode on ``device``.
 
-    * ``weights`` written by this package (self-describing): rebuilt with
-      :func:`~.models.factory.load_tfclip`; ``arch``, if given, must match the file's;
-    * other weights (a plain state dict, the authors' checkpoints): ``arch`` is built with
-      ``camera_num`` cameras and the weights the test feature needs are loaded
-      (:func:`~.models.factory.load_weights_in_place`);
-    * ``"zoo:NAME"``: the zoo entry's model with its weights (downloaded once);
-    * no weights: ``arch`` with random weights (e.g. to try an export).
-
-    ``camera_num`` defaults to 6 (MARS) where the file does not say; ``overrides`` are model
-    options (e.g. ``test_feature="paper"``).
+    ``weights`` (a file, ``"zoo:NAME"`` or already resolved :class:`~.models.weights.Weights`)
+    are resolved once (:func:`~.models.weights.resolve_weights`): the model they describe is
+    built (identities, cameras and switches from the file, its zoo entry or its tensor shapes;
+    ``arch``, if given, must match a file that names its architecture and is needed for one
+    that does not), and the weights the test feature needs are loaded. Without weights, ``arch``
+    is built with random weights and ``camera_num`` SIE cameras (default 6, MARS), e.g. to try
+    an export. ``overrides`` are model options (e.g. ``test_feature="paper"``; each change of
+    an option the weights decide is logged).
 
     Example:
         >>> m = load_inference_model("tfclip_tiny", camera_num=0, layers=1)
         >>> m.training, m.cv_embed is None
         (False, True)
     """
-    from .models import DEFAULT_CAMERA_NUM, build_tfclip, load_tfclip, load_weights_in_place, zoo
-    from .utils.checkpoint import load_checkpoint, read_header
-
-    cams = DEFAULT_CAMERA_NUM if camera_num is None else int(camera_num)
-    if weights is not None and zoo.is_zoo(weights):
-        spec = zoo.zoo_model_kwargs(weights)
-        if arch is not None and arch != spec.arch:
-            raise ValueError(f"{weights} holds a {spec.arch} model, not {arch}")
-        model = build_tfclip(spec.arch, weights=weights, **overrides)
-    elif weights is None:
+    if weights is None:
         if arch is None:
             raise ValueError("give --arch (random weights) or --weights (a checkpoint)")
+        cams = DEFAULT_CAMERA_NUM if camera_num is None else int(camera_num)
         model = build_tfclip(arch, num_classes=1, camera_num=cams, pretrained=None, **overrides)
     else:
-        header = read_header(load_checkpoint(weights))
-        if header is not None:
-            if arch is not None and arch != header["arch"]:
-                raise ValueError(f"{weights} holds a {header['arch']} model, not {arch}: drop "
-                                 f"--arch or pass --arch {header['arch']}")
-            model = load_tfclip(weights, **overrides)
-        else:
-            if arch is None:
-                raise ValueError(f"{weights} does not name its architecture: give --arch")
-            model = build_tfclip(arch, num_classes=1, camera_num=cams, pretrained=None,
-                                 **overrides)
-            load_weights_in_place(model, weights)
+        model = resolve_weights(weights, arch).build(inference=True, **overrides)
     return model.to(device).eval()

@@ -13,6 +13,11 @@ and the top-k table is written to ``OUT_topk.csv`` (query, rank, gallery, distan
 tracklets as their folder or image path under QDIR / GDIR);
 CMC / mAP are printed when the names carry identities.
 
+Frames are prepared as the weights say: the model's input size and, unless ``--norm`` is given,
+the mean / std the weights were trained with (recorded in this package's checkpoints; the zoo
+entry's for ``zoo:NAME``, e.g. 0.5 / 0.5 for the CLIP-ReID ViTs; the arch's documented default
+for other files).
+
 Examples:
     python tools/embed.py --weights log/mars/checkpoints/latest.pth --input tracks/ --out f.npy
     python tools/embed.py --weights W --query q/ --gallery g/ --out out/mars.h5 --topk 10
@@ -38,7 +43,8 @@ from tfclip_torchreid.embedding import (
     write_rank_table,
 )
 from tfclip_torchreid.export import load_inference_model
-from tfclip_torchreid.models import list_archs
+from tfclip_torchreid.models import list_archs, resolve_weights
+from tfclip_torchreid.models.weights import arch_preprocess
 from tfclip_torchreid.utils.logger import console_logging
 from tfclip_torchreid.visualize import feature_distances
 
@@ -49,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", choices=list_archs(), default=None,
                    help="architecture (needed for weights that do not name it)")
     p.add_argument("--weights", default=None,
-                   help="checkpoint written by this package (or, with --arch, other weights)")
+                   help="checkpoint written by this package, zoo:NAME, or (with --arch) other "
+                        "weights")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--input", help="folder of tracklet folders and/or images")
     src.add_argument("--query", help="query folder (with --gallery)")
@@ -59,14 +66,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seq-len", type=int, default=8, help="frames per clip")
     p.add_argument("--batch-size", type=int, default=8, help="tracklets per batch")
     p.add_argument("--max-clips", type=int, default=64, help="clips per forward pass")
-    p.add_argument("--norm", default="imagenet", choices=("imagenet", "clip", "inception"),
-                   help="frame normalisation (TF-CLIP trains with imagenet)")
+    p.add_argument("--norm", default=None, choices=("imagenet", "clip", "inception"),
+                   help="frame normalisation (default: the weights' mean / std)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers")
     p.add_argument("--no-parse-ids", action="store_true",
                    help="ignore pid / camera in file names (pid -1, camera 0 for all)")
     p.add_argument("--camera-num", type=int, default=None,
-                   help="SIE cameras of weights that do not say (plain state dicts; default 6)")
+                   help="SIE cameras of a random model (no --weights; default 6); weights say "
+                        "their own")
     p.add_argument("--topk", type=int, default=10, help="gallery tracklets per query in the table")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
@@ -82,12 +90,12 @@ def _derived(out: str, part: str, ext: str | None = None) -> str:
 
 
 def _embed(model: torch.nn.Module, folder: str, out: str, args: argparse.Namespace,
-           desc: str) -> Tuple[np.ndarray, Dict[str, Any]]:
+           desc: str, norm: Any) -> Tuple[np.ndarray, Dict[str, Any]]:
     start = time.time()
     feats, index = embed_folder(
         model, folder, parse_names=not args.no_parse_ids,
         meta={"weights": args.weights}, seq_len=args.seq_len, batch_size=args.batch_size,
-        norm=args.norm, device=args.device, workers=args.workers, max_clips=args.max_clips,
+        norm=norm, device=args.device, workers=args.workers, max_clips=args.max_clips,
         progress=not args.quiet, desc=desc)
     files = save_embeddings(out, feats, index)
     frames = sum(it["num_frames"] for it in index["items"])
@@ -113,14 +121,24 @@ def _run(argv: list[str] | None = None) -> int:
         if args.arch is None:
             print("error: give --weights (or --arch for random weights)", file=sys.stderr)
             return 2
-    model = load_inference_model(args.arch, args.weights, camera_num=args.camera_num,
+    weights = None if args.weights is None else resolve_weights(args.weights, args.arch)
+    model = load_inference_model(args.arch, weights, camera_num=args.camera_num,
                                  device=args.device)
+    if args.weights is not None and args.camera_num not in (None, model.cfg.camera_num):
+        print(f"note: --camera-num {args.camera_num} is not used: the weights hold "
+              f"{model.cfg.camera_num} SIE cameras", file=sys.stderr)
+    preprocess = weights.preprocess if weights is not None else arch_preprocess(args.arch)
+    norm = args.norm or preprocess.norm
+    print(f"=> frames: {model.cfg.image_size[0]}x{model.cfg.image_size[1]}, "
+          + (f"--norm {args.norm}" if args.norm else
+             f"mean {list(preprocess.mean)} / std {list(preprocess.std)} ({preprocess.source})"))
     if args.input is not None:
-        _embed(model, args.input, args.out, args, "embedding")
+        _embed(model, args.input, args.out, args, "embedding", norm)
         return 0
 
-    qf, q_index = _embed(model, args.query, _derived(args.out, "query"), args, "query")
-    gf, g_index = _embed(model, args.gallery, _derived(args.out, "gallery"), args, "gallery")
+    qf, q_index = _embed(model, args.query, _derived(args.out, "query"), args, "query", norm)
+    gf, g_index = _embed(model, args.gallery, _derived(args.out, "gallery"), args, "gallery",
+                         norm)
     distmat = feature_distances(qf, gf)
     query = [{**it, "name": osp.join(args.query, it["name"])} for it in q_index["items"]]
     gallery = [{**it, "name": osp.join(args.gallery, it["name"])} for it in g_index["items"]]

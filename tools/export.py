@@ -41,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", choices=list_archs(), default=None,
                    help="architecture (required without --weights; checked against them)")
     p.add_argument("--weights", default=None,
-                   help="checkpoint (ours: self-describing; others need --arch); none = random")
+                   help="checkpoint (ours: self-describing), zoo:NAME, or other weights with "
+                        "--arch (cameras and identities read from their tensors); none = random")
     p.add_argument("--format", nargs="+", choices=FORMATS, default=["onnx"],
                    help="one or more output formats")
     p.add_argument("--out", default=None,
@@ -54,8 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch.export-based exporter, or the deprecated TorchScript-based one "
                         "(faster, fixed frames only)")
     p.add_argument("--camera-num", type=int, default=None,
-                   help="SIE cameras when the weights do not say (random / plain weights; "
-                        "default 6, 0 = no SIE)")
+                   help="SIE cameras of a random model (no --weights; default 6, 0 = no SIE); "
+                        "weights say their own")
     p.add_argument("--batch", type=int, default=3, help="clips in the verification batch")
     p.add_argument("--atol", type=float, default=1e-4, help="largest accepted difference")
     p.add_argument("--no-verify", action="store_true", help="skip the check against PyTorch")
@@ -88,6 +89,9 @@ def _run(argv: list[str] | None = None) -> int:
         return 2
     torch.manual_seed(0)
     model = load_inference_model(args.arch, args.weights, camera_num=args.camera_num)
+    if args.weights is not None and args.camera_num not in (None, model.cfg.camera_num):
+        print(f"note: --camera-num {args.camera_num} is not used: the weights hold "
+              f"{model.cfg.camera_num} SIE cameras", file=sys.stderr)
     arch = model.cfg.arch
     inputs = "clips (B, T, 3, H, W)" + (" + cam_ids (B,) int64" if uses_cameras(model) else "")
     print(f"=> {arch} ({'random weights' if args.weights is None else args.weights}): "

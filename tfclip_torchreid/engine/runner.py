@@ -2,8 +2,18 @@
 
 Everything that can be wrong with the command line is found before any data is read: unknown
 flags or options, an unknown architecture, a bad model option, an unwritable output folder,
-``--evaluate-only`` without weights. The run prints where its log, checkpoints and results go,
-at the start and at the end, and writes ``results.json`` after every evaluation.
+``--evaluate-only`` without weights, weights that do not exist or do not fit. The run prints
+where its log, checkpoints and results go, at the start and at the end, and writes
+``results.json`` after every evaluation.
+
+Weights (``--weights``, or the checkpoint to resume) are resolved once
+(:func:`~tfclip_torchreid.models.weights.resolve_weights`: one read of the file) and describe
+the model: its options win over a config file's, unless set on the command line
+(``model.test_feature paper``); every change of an option the weights decide is logged, one line
+per option, with the reason. Evaluating or resuming, the frames follow the weights'
+preprocessing too (``data.height`` / ``data.width``, and ``data.norm`` where the weights record
+it) unless set on the command line. ``data.seq_len`` is the evaluation protocol's clip length,
+not a property of the weights: checkpoints do not record it and the config's is used.
 
 Example:
     >>> from tfclip_torchreid.config import get_default_config
@@ -31,20 +41,15 @@ from ..config import get_default_config, merge_config_file
 from ..data.datamanager import build_datamanager
 from ..data.datasets import num_splits
 from ..data.tracklet_checks import check_test_cameras
+from ..data.transforms import NORM_STATS, norm_stats
 from ..losses import TFCLIPLoss
-from ..models import zoo
 from ..models.config import option_fields
-from ..models.factory import (
-    create_model,
-    list_archs,
-    load_model_weights,
-    model_config,
-    model_config_from_checkpoint,
-)
+from ..models.factory import DEFAULT_ARCH, create_model, list_archs, model_config
+from ..models.weights import Weights, load_model_weights, resolve_weights
 from ..optim import WarmupMultiStepLR, build_tfclip_optimizer
 from ..testing import make_synthetic_dataset
 from ..utils import distributed as du
-from ..utils.checkpoint import load_checkpoint, read_header, save_json
+from ..utils.checkpoint import save_json
 from ..utils.logger import console_logging
 from .checkpoint import check_writable
 from .evaluation import DIST_METRICS
@@ -54,12 +59,18 @@ from .v2m_engine import VideoV2MEngine
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["build_parser", "config_from_args", "check_config", "build_engine", "run_engine",
-           "run_from_config", "main"]
+__all__ = ["build_parser", "config_from_args", "command_line_keys", "check_config",
+           "run_weights", "build_engine", "run_engine", "run_from_config", "main"]
 
 SYNTHETIC_FORMATS = {"mars": "mars", "ilidsvid": "ilidsvid", "lsvid": "lsvid",
                      "market1501": "market1501"}
-DEFAULT_ARCH = "tfclip_vitb16"
+#: command-line flag -> config key (flags win over the config file)
+FLAG_KEYS = {
+    "arch": "model.name", "sources": "data.sources", "targets": "data.targets",
+    "root": "data.root", "save_dir": "data.save_dir", "weights": "model.load_weights",
+    "resume": "train.resume", "evaluate_only": "test.evaluate", "all_splits": "data.all_splits",
+    "synthetic": "data.synthetic",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,13 +105,7 @@ def config_from_args(args: argparse.Namespace) -> CfgNode:
         if not osp.isfile(args.config_file):
             raise FileNotFoundError(f"config file not found: {args.config_file}")
         merge_config_file(cfg, args.config_file)
-    flags = {  # command-line flag -> config key (flags win over the config file)
-        "arch": "model.name", "sources": "data.sources", "targets": "data.targets",
-        "root": "data.root", "save_dir": "data.save_dir", "weights": "model.load_weights",
-        "resume": "train.resume", "evaluate_only": "test.evaluate", "all_splits": "data.all_splits",
-        "synthetic": "data.synthetic",
-    }
-    for flag, key in flags.items():
+    for flag, key in FLAG_KEYS.items():
         value = getattr(args, flag)
         if value:
             section, name = key.split(".")
@@ -115,6 +120,20 @@ def config_from_args(args: argparse.Namespace) -> CfgNode:
     return cfg
 
 
+def command_line_keys(args: argparse.Namespace) -> frozenset[str]:
+    """The config keys the command line sets (its flags and ``KEY VALUE`` pairs): the options
+    that win over those a checkpoint describes.
+
+    Example:
+        >>> args = build_parser().parse_args(["--config-file", "c.yaml", "model.test_feature",
+        ...                                   "paper", "--weights", "w.pth"])
+        >>> sorted(command_line_keys(args))
+        ['model.load_weights', 'model.test_feature']
+    """
+    keys = {key for flag, key in FLAG_KEYS.items() if getattr(args, flag)}
+    return frozenset(keys | set(list(args.opts or [])[0::2]))
+
+
 # ---------------------------------------------------------------------------------- checks
 def resume_path(cfg: CfgNode) -> str:
     """The checkpoint ``train.resume`` names (``auto``: ``<save_dir>/checkpoints/latest.pth``
@@ -125,16 +144,22 @@ def resume_path(cfg: CfgNode) -> str:
     return cfg.train.resume
 
 
-def _weights_header(path: str) -> dict | None:
-    """What a weights file (or ``zoo:NAME``) says about its model: arch and model config."""
-    if not path:
+def run_weights(cfg: CfgNode, explicit: frozenset[str] | None = None) -> Weights | None:
+    """The run's weights (``model.load_weights``, else the checkpoint to resume), resolved once;
+    None without either.
+
+    ``model.name`` must be the architecture of weights that name theirs when the command line
+    sets it (``--arch``; ``explicit`` None: whenever it is set); a config file's yields to the
+    weights (logged). Weights that do not name their architecture are ``model.name``'s (default
+    ``tfclip_vitb16``), read at the data's frame size.
+    """
+    spec = cfg.model.load_weights or resume_path(cfg)
+    if not spec:
         return None
-    if zoo.is_zoo(path):
-        spec = zoo.zoo_model_kwargs(path)
-        return {"arch": spec.arch, "zoo": spec}
-    if not osp.isfile(path):
-        raise FileNotFoundError(f"weights file not found: {path}")
-    return read_header(load_checkpoint(path))
+    name = cfg.model.name or None
+    binding = explicit is None or "model.name" in explicit
+    return resolve_weights(spec, name if binding else None, default_arch=name or DEFAULT_ARCH,
+                           image_size=(cfg.data.height, cfg.data.width))
 
 
 def model_overrides(cfg: CfgNode) -> dict[str, Any]:
@@ -143,8 +168,84 @@ def model_overrides(cfg: CfgNode) -> dict[str, Any]:
             if cfg.model[f["name"]] is not None}
 
 
-def check_config(cfg: CfgNode) -> None:
-    """Everything that can be checked before data is read; raises with the fix in the message."""
+def _same(a: Any, b: Any) -> bool:
+    return (list(a) if isinstance(a, (list, tuple)) else a) == (
+        list(b) if isinstance(b, (list, tuple)) else b)
+
+
+def model_options(cfg: CfgNode, weights: Weights | None,
+                  explicit: frozenset[str] | None = None, log: bool = False) -> dict[str, Any]:
+    """The model options ``cfg`` applies on top of the weights' description.
+
+    An option the weights decide that the config sets to another value: with ``explicit`` (the
+    keys the command line sets, :func:`command_line_keys`), the command line's value wins and a
+    config file's is dropped (logged with ``log``); ``explicit=None`` (a config built in code)
+    applies every option ``cfg`` sets. The weights log every change they see
+    (:meth:`~tfclip_torchreid.models.weights.Weights.configure`).
+    """
+    options = model_overrides(cfg)
+    if weights is None or explicit is None:
+        return options
+    kept = {}
+    for name, value in options.items():
+        theirs = getattr(weights.config, name)
+        if name not in weights.described or f"model.{name}" in explicit or _same(value, theirs):
+            kept[name] = value
+        elif log:
+            logger.info(f"=> model.{name}: {weights.source} says {theirs!r}, the config file "
+                        f"{value!r}: the weights' {theirs!r} is used (set model.{name} on the "
+                        f"command line to override it)")
+    return kept
+
+
+def _norm_value(mean: tuple, std: tuple) -> Any:
+    """``data.norm`` for a mean / std: its name when it has one, else the pair."""
+    for name in NORM_STATS:
+        if all(abs(a - b) < 1e-6 for a, b in zip(norm_stats(name)[0] + norm_stats(name)[1],
+                                                  tuple(mean) + tuple(std))):
+            return name
+    return [list(mean), list(std)]
+
+
+def data_from_weights(cfg: CfgNode, weights: Weights | None,
+                      explicit: frozenset[str] | None = None) -> CfgNode:
+    """Evaluating or resuming (not fine-tuning) the weights: ``cfg`` with the frame size of
+    their model and the normalisation they record (``preprocess``; old files and plain state
+    dicts record none), unless the command line sets them; each change logged. A config built
+    in code (``explicit=None``) is returned as it is."""
+    if weights is None or explicit is None or (cfg.model.load_weights and not cfg.test.evaluate):
+        return cfg
+    wanted = {"height": weights.config.image_size[0], "width": weights.config.image_size[1]}
+    if weights.preprocess.source in ("checkpoint", "zoo entry"):
+        wanted["norm"] = _norm_value(*weights.preprocess.norm)
+
+    def same(key: str, value: Any) -> bool:
+        ours = cfg.data[key]
+        return _same(norm_stats(ours), norm_stats(value)) if key == "norm" else ours == value
+
+    changes = {k: v for k, v in wanted.items() if f"data.{k}" not in explicit and not same(k, v)}
+    if not changes:
+        return cfg
+    cfg = cfg.clone()
+    frozen = cfg.is_frozen()
+    cfg.defrost()
+    for key, value in changes.items():
+        logger.info(f"=> data.{key}: the config's {cfg.data[key]!r} -> {value!r}, the "
+                    f"preprocessing of {weights.source} (set data.{key} on the command line to "
+                    f"override it)")
+        cfg.data[key] = value
+    if frozen:
+        cfg.freeze()
+    return cfg
+
+
+def check_config(cfg: CfgNode, weights: Weights | None = None,
+                 explicit: frozenset[str] | None = None) -> Weights | None:
+    """Everything that can be checked before data is read; raises with the fix in the message.
+
+    Returns the run's weights (:func:`run_weights`, resolved here unless given), for
+    :func:`build_engine`: the file is read once. ``explicit``: see :func:`build_engine`.
+    """
     arch = cfg.model.name or DEFAULT_ARCH
     if arch not in list_archs():
         raise ValueError(f"unknown architecture {arch!r} (model.name / --arch); available: "
@@ -160,13 +261,12 @@ def check_config(cfg: CfgNode) -> None:
                  if cfg.train.resume == "auto" else "")
         raise ValueError(f"--evaluate-only needs weights: --weights PATH or --resume PATH{where}; "
                          f"evaluating a randomly initialised model would mean nothing")
-    header = _weights_header(cfg.model.load_weights) or _weights_header(resume_path(cfg))
-    if header is not None and cfg.model.name and header["arch"] != cfg.model.name:
-        raise ValueError(f"the weights hold a {header['arch']} model but model.name is "
-                         f"{cfg.model.name!r}: pass --arch {header['arch']} (or omit it)")
+    if weights is None:
+        weights = run_weights(cfg, explicit)
     if du.is_main_process():
         check_writable(cfg.data.save_dir)
         check_writable(osp.join(cfg.data.save_dir, "checkpoints"))
+    return weights
 
 
 # ---------------------------------------------------------------------------------- building
@@ -183,34 +283,37 @@ def ensure_synthetic(cfg: CfgNode) -> None:
     du.barrier()
 
 
-def build_model_from_config(cfg: CfgNode, dm: Any) -> torch.nn.Module:
-    """The model ``cfg`` asks for. With ``--weights`` (or a checkpoint to resume) that describes
-    its model, that description is the base and the config's options override it; training
-    from ``--weights`` (fine-tuning) sizes the heads, the memory and the camera table for the
-    training data (weights of other sizes then need ``model.load_strict False``)."""
-    weights = cfg.model.load_weights or resume_path(cfg)
-    header = _weights_header(weights)
-    overrides = model_overrides(cfg)
+def build_model_from_config(cfg: CfgNode, dm: Any, weights: Weights | None = None,
+                            explicit: frozenset[str] | None = None) -> torch.nn.Module:
+    """The model ``cfg`` asks for. With weights (``--weights`` or the checkpoint to resume), the
+    model they describe, with the options of :func:`model_options` (each change logged);
+    training from ``--weights`` (fine-tuning) sizes the heads, the memory and the camera table
+    for the training data (weights of other sizes then need ``model.load_strict False``).
+    ``weights`` are :func:`run_weights`' (resolved here unless given)."""
+    if weights is None:
+        weights = run_weights(cfg, explicit)
     image_size = (cfg.data.height, cfg.data.width)
-    if header is not None and "zoo" in header:  # the zoo entry describes the model
-        spec = header["zoo"]
-        mcfg = model_config(spec.arch, spec.num_classes, spec.camera_num,
-                            **{**spec.switches, "image_size": image_size, **overrides})
-    elif header is not None:
-        mcfg = model_config_from_checkpoint(load_checkpoint(weights), **overrides)
-    if header is not None:
-        if cfg.model.load_weights and not cfg.test.evaluate:  # fine-tuning: this data's heads
-            mcfg = dataclasses.replace(mcfg, num_classes=dm.num_train_pids,
-                                       camera_num=dm.num_cameras)
-        if tuple(mcfg.image_size) != (cfg.data.height, cfg.data.width):
-            raise ValueError(f"{weights} was trained on {mcfg.image_size[0]}x{mcfg.image_size[1]}"
-                             f" frames but data.height/width are {cfg.data.height}x"
-                             f"{cfg.data.width}: set them to the checkpoint's size")
-        return create_model(mcfg)
-    pretrained = None if weights else (cfg.model.pretrained or None)
-    mcfg = model_config(cfg.model.name or DEFAULT_ARCH, dm.num_train_pids, dm.num_cameras,
-                        image_size=image_size, **overrides)
-    return create_model(mcfg, pretrained=pretrained)
+    if weights is None:
+        mcfg = model_config(cfg.model.name or DEFAULT_ARCH, dm.num_train_pids, dm.num_cameras,
+                            image_size=image_size, **model_overrides(cfg))
+        return create_model(mcfg, pretrained=cfg.model.pretrained or None)
+    if cfg.model.name and weights.arch != cfg.model.name:  # only a config file's can differ
+        logger.info(f"=> model.name: {weights.source} holds a {weights.arch} model, the config "
+                    f"file says {cfg.model.name!r}: {weights.arch} is used (--arch to insist)")
+    reason = "set in the config" if explicit is None else "set on the command line"
+    mcfg = weights.configure(reason, **model_options(cfg, weights, explicit, log=True))
+    if cfg.model.load_weights and not cfg.test.evaluate:  # fine-tuning: this data's heads
+        sizes = {"num_classes": dm.num_train_pids, "camera_num": dm.num_cameras}
+        for name, value in sizes.items():
+            if getattr(mcfg, name) != value:
+                logger.info(f"=> model.{name}: {weights.source} says {getattr(mcfg, name)} -> "
+                            f"{value} is used (fine-tuning: the training data's)")
+        mcfg = dataclasses.replace(mcfg, **sizes)
+    if tuple(mcfg.image_size) != image_size:
+        raise ValueError(f"{weights.source} was trained on {mcfg.image_size[0]}x"
+                         f"{mcfg.image_size[1]} frames but data.height/width are "
+                         f"{cfg.data.height}x{cfg.data.width}: set them to the checkpoint's size")
+    return create_model(mcfg)
 
 
 def check_data(cfg: CfgNode, dm: Any, model: torch.nn.Module) -> None:
@@ -225,18 +328,34 @@ def check_data(cfg: CfgNode, dm: Any, model: torch.nn.Module) -> None:
     du.barrier()
 
 
-def build_engine(cfg: CfgNode) -> VideoV2MEngine:
-    """Data manager, model, optimiser, schedule, loss and engine from ``cfg``."""
+def _describe_weights(weights: Weights) -> str:
+    pre = weights.preprocess
+    return (f"=> Weights: {weights.source} ({weights.layout} layout): {weights.arch}, "
+            f"{weights.config.num_classes} identities, {weights.config.camera_num} cameras; "
+            f"preprocessing {pre.describe()} ({pre.source})")
+
+
+def build_engine(cfg: CfgNode, weights: Weights | None = None,
+                 explicit: frozenset[str] | None = None) -> VideoV2MEngine:
+    """Data manager, model, optimiser, schedule, loss and engine from ``cfg``.
+
+    ``weights``: :func:`run_weights` (resolved here unless given, e.g. by :func:`check_config`);
+    ``explicit``: the keys the command line sets (:func:`command_line_keys`; None: every option
+    of ``cfg`` is deliberate), see :func:`model_options` and :func:`data_from_weights`.
+    """
     use_gpu = bool(cfg.use_gpu) and torch.cuda.is_available()
+    if weights is None:
+        weights = run_weights(cfg, explicit)
+    if weights is not None and du.is_main_process():
+        logger.info(_describe_weights(weights))
+    cfg = data_from_weights(cfg, weights, explicit)
     dm = build_datamanager(cfg, distributed=du.is_dist())
-    model = build_model_from_config(cfg, dm)
+    model = build_model_from_config(cfg, dm, weights, explicit)
     check_data(cfg, dm, model)
     epochs_done = 0
     if cfg.model.load_weights:
-        path = zoo.resolve_weights(cfg.model.load_weights)
-        weights = load_checkpoint(path)
-        load_model_weights(model, weights, source=path, strict=cfg.model.load_strict)
-        epoch = weights.get("epoch")
+        load_model_weights(model, weights, strict=cfg.model.load_strict)
+        epoch = weights.checkpoint.get("epoch")
         epochs_done = epoch if isinstance(epoch, int) else 0
     t = cfg.train
     optimizer = build_tfclip_optimizer(
@@ -302,23 +421,31 @@ def run_engine(cfg: CfgNode, engine: VideoV2MEngine) -> dict[str, Any]:
     return out
 
 
-def run_from_config(cfg: CfgNode) -> dict[str, Any]:
-    """Run one experiment (or every split with ``data.all_splits``); returns the results."""
-    check_config(cfg)
+def run_from_config(cfg: CfgNode, weights: Weights | None = None,
+                    explicit: frozenset[str] | None = None) -> dict[str, Any]:
+    """Run one experiment (or every split with ``data.all_splits``); returns the results.
+
+    ``weights``: already resolved by :func:`check_config` (else resolved here); ``explicit``:
+    see :func:`build_engine`.
+    """
+    weights = check_config(cfg, weights, explicit)
     compat.set_random_seed(cfg.train.seed)
     if cfg.data.synthetic:
         ensure_synthetic(cfg)
     if not cfg.data.all_splits:
-        return run_engine(cfg, build_engine(cfg))
-    return run_all_splits(cfg)
+        return run_engine(cfg, build_engine(cfg, weights, explicit))
+    return run_all_splits(cfg, weights, explicit)
 
 
-def run_all_splits(cfg: CfgNode) -> dict[str, Any]:
+def run_all_splits(cfg: CfgNode, weights: Weights | None = None,
+                   explicit: frozenset[str] | None = None) -> dict[str, Any]:
     """The iLIDS-VID / PRID-2011 protocol: train and test every split, report each and the mean."""
     names = list(cfg.data.sources)
     if len(names) != 1:
         raise ValueError("--all-splits runs one dataset at a time; got sources " + str(names))
     n = num_splits(names[0], cfg.data.root)
+    if not cfg.model.load_weights:
+        weights = None  # each split resumes from its own folder
     per_split = []
     base_dir = cfg.data.save_dir
     for split in range(n):
@@ -328,7 +455,8 @@ def run_all_splits(cfg: CfgNode) -> dict[str, Any]:
         c.data.save_dir = osp.join(base_dir, f"split_{split}")
         logger.info(f"\n##### {names[0]} split {split + 1}/{n} #####")
         compat.set_random_seed(c.train.seed)
-        per_split.append(next(iter(run_engine(c, build_engine(c))["after"].values())))
+        per_split.append(next(iter(run_engine(c, build_engine(c, weights, explicit))[
+            "after"].values())))
     keys = [k for k in per_split[0] if k.startswith("R") or k in ("mAP", "mINP")]
     mean = {k: sum(r[k] for r in per_split) / n for k in keys}
     if du.is_main_process():
@@ -409,8 +537,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     """``tools/train.py``: parse, check, log, run; returns the results."""
     args = build_parser().parse_intermixed_args(argv)
     cfg = config_from_args(args)
+    explicit = command_line_keys(args)
     distributed = du.init_distributed()
-    check_config(cfg)
+    weights = check_config(cfg, explicit=explicit)
     stdout, log_path = sys.stdout, ""
     if distributed and not du.is_main_process():
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - only rank 0 shows torchreid's lines
@@ -426,7 +555,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             logger.info(f"torchreid layout: {compat.LAYOUT} ({compat.ROOT}); world size "
                         f"{du.get_world_size()}")
             logger.info(f"=> Writing {_paths(cfg, log_path)}")
-            out = run_from_config(cfg)
+            out = run_from_config(cfg, weights, explicit)
             if "after" in out and du.is_main_process():
                 logger.info("\n" + summary_table(out))
                 save_json({k: out.get(k) for k in ("before", "after", "timings")},

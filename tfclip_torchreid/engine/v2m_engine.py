@@ -40,6 +40,7 @@ import torch.distributed as dist
 from torch import nn
 
 from .. import compat
+from ..data.transforms import norm_stats
 from ..losses import TFCLIPLoss
 from ..models.factory import load_model_weights
 from ..utils.checkpoint import checkpoint_header, load_checkpoint
@@ -332,8 +333,11 @@ class VideoV2MEngine(compat.Engine):
         """Everything needed to continue training exactly (weights-only-loadable), and what
         rebuilds the model from the file alone (:func:`checkpoint_header`). During CLIP-ReID's
         stage 1, ``epoch`` is -1 and ``prompt_stage`` holds that stage's state."""
+        dm = self.datamanager  # the preprocessing travels with the weights
+        mean, std = norm_stats(dm.norm)
         state = {
-            **checkpoint_header(self.raw_model),
+            **checkpoint_header(self.raw_model, {"image_size": (dm.height, dm.width),
+                                                 "mean": mean, "std": std}),
             "state_dict": self.raw_model.state_dict(),
             "epoch": int(epoch) + 1,
             "optimizer": self.optimizer.state_dict(),

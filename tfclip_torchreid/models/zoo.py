@@ -1,13 +1,16 @@
 """Model zoo: named checkpoints downloaded once (with gdown) into a local cache.
 
-``zoo:NAME`` can be passed wherever a weights file is accepted; :func:`resolve_weights` turns it
-into a local file path and leaves plain paths alone. The table holds the official CLIP-ReID
-checkpoints (Li et al., AAAI 2023; the "Trained models" table of github Syliz517/CLIP-ReID):
-ViT-B/16 CLIP-ReID, ViT-B/16 CLIP-ReID with SIE and overlapping patches (stride 12) and the
-RN50 CLIP-ReID, each trained on MSMT17, Market-1501 and DukeMTMC-reID. They are stored in
-CLIP-ReID's own key layout (``image_encoder.*``, ``prompt_learner.*``, ``text_encoder.*``,
-``bottleneck*``, ``classifier*``, ``cv_embed``); :func:`read_zoo_checkpoint` reads one into a
-plain state dict and reports its layout, and :mod:`.key_mapping` renames the keys.
+``zoo:NAME`` can be passed wherever a weights file is accepted; the weights resolver
+(:func:`~.weights.resolve_weights`) downloads the file with :func:`download_zoo` and builds the
+entry's model. The table holds the official CLIP-ReID checkpoints (Li et al., AAAI 2023; the
+"Trained models" table of github Syliz517/CLIP-ReID): ViT-B/16 CLIP-ReID, ViT-B/16 CLIP-ReID
+with SIE and overlapping patches (stride 12) and the RN50 CLIP-ReID, each trained on MSMT17,
+Market-1501 and DukeMTMC-reID. They are stored in CLIP-ReID's own key layout
+(``image_encoder.*``, ``prompt_learner.*``, ``text_encoder.*``, ``bottleneck*``,
+``classifier*``, ``cv_embed``), which :mod:`.key_mapping` renames. Each entry also says how its
+model was trained: identities, cameras, switches and the preprocessing of CLIP-ReID's configs
+(256x128; ViT: mean = std = 0.5, ``configs/person/vit_clipreid.yml``; RN50: ImageNet's,
+``configs/person/cnn_clipreid.yml``), which travels with the weights.
 
 The TF-CLIP authors publish their weights only on Baidu Pan, which cannot be scripted: download
 them by hand and pass the file (``--weights FILE``); their key names are mapped on loading.
@@ -33,9 +36,12 @@ Example:
     >>> from tfclip_torchreid.models import zoo
     >>> zoo.list_zoo()[:2]
     ['clipreid_rn50_dukemtmcreid', 'clipreid_rn50_market1501']
-    >>> zoo.zoo_model_kwargs("clipreid_vitb16_sie_olp_msmt17")
-    ZooModelSpec(arch='clipreid_vitb16_s12', num_classes=1041, camera_num=15, switches={'use_sie': True, 'sie_coe': 1.0, 'stride': 12})
-    >>> zoo.resolve_weights("zoo:clipreid_vitb16_market1501")  # doctest: +SKIP
+    >>> e = zoo.get_entry("clipreid_vitb16_sie_olp_msmt17")
+    >>> e.arch, e.num_classes, e.camera_num, dict(e.switches)
+    ('clipreid_vitb16_s12', 1041, 15, {'use_sie': True, 'sie_coe': 1.0, 'stride': 12})
+    >>> zoo.get_entry("clipreid_vitb16_market1501").preprocess["mean"]
+    [0.5, 0.5, 0.5]
+    >>> zoo.download_zoo("clipreid_vitb16_market1501")  # doctest: +SKIP
     '/home/me/.cache/torch/hub/checkpoints/clipreid_vitb16_market1501.pth'
 """
 
@@ -48,19 +54,18 @@ import os
 import os.path as osp
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Dict, List, Mapping, NamedTuple, Tuple, Union
+from typing import Any, Dict, List, Mapping, Tuple
 
 import torch
 
-from ..utils.checkpoint import load_checkpoint
+from ..utils.checkpoint import preprocess_entry
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "ZOO_PREFIX", "ZooEntry", "ZooModelSpec", "is_zoo", "list_zoo", "get_entry",
-    "register_zoo_entry", "zoo_model_kwargs", "zoo_cache_dir", "zoo_cache_path",
-    "resolve_weights", "download_zoo", "read_zoo_checkpoint", "detect_layout",
-    "CONNECT_TIMEOUT", "READ_TIMEOUT", "RETRIES",
+    "ZOO_PREFIX", "ZooEntry", "is_zoo", "list_zoo", "get_entry",
+    "register_zoo_entry", "zoo_cache_dir", "zoo_cache_path",
+    "download_zoo", "CONNECT_TIMEOUT", "READ_TIMEOUT", "RETRIES",
 ]
 
 ZOO_PREFIX = "zoo:"
@@ -134,14 +139,10 @@ class ZooEntry:
         """URL a person opens in a browser to download the file by hand."""
         return self.url or f"https://drive.google.com/file/d/{self.drive_id}/view"
 
-
-class ZooModelSpec(NamedTuple):
-    """What to build for a zoo entry: ``build(arch, num_classes, camera_num, **switches)``."""
-
-    arch: str
-    num_classes: int
-    camera_num: int
-    switches: Dict[str, Any]
+    @property
+    def preprocess(self) -> Dict[str, List]:
+        """The preprocessing of its training (a checkpoint's ``preprocess`` entry)."""
+        return preprocess_entry(self.input_size, self.pixel_mean, self.pixel_std)
 
 
 # training-set sizes of CLIP-ReID's datasets: (torchreid name, identities, cameras)
@@ -226,12 +227,6 @@ def register_zoo_entry(entry: ZooEntry, overwrite: bool = False) -> None:
     _ZOO[entry.name] = entry
 
 
-def zoo_model_kwargs(name: str) -> ZooModelSpec:
-    """``(arch, num_classes, camera_num, switches)`` of the model that the weights fit."""
-    e = get_entry(name)
-    return ZooModelSpec(e.arch, e.num_classes, e.camera_num, dict(e.switches))
-
-
 def zoo_cache_dir() -> str:
     """``$TFCLIP_HOME/checkpoints`` if ``TFCLIP_HOME`` is set, else torch's hub checkpoints."""
     home = os.environ.get("TFCLIP_HOME", "").strip()
@@ -243,36 +238,6 @@ def zoo_cache_dir() -> str:
 def zoo_cache_path(name: str) -> str:
     """Where the file of ``name`` is (or will be) cached."""
     return osp.join(zoo_cache_dir(), get_entry(name).filename)
-
-
-def resolve_weights(spec: str, quiet: bool = False) -> str:
-    """Local file for a weights spec: ``"zoo:NAME"`` (downloaded once) or a path.
-
-    Args:
-        spec: ``"zoo:NAME"`` or a file path (``~`` is expanded).
-        quiet: no download messages / progress bar.
-
-    Raises:
-        FileNotFoundError: a path that does not exist.
-        ValueError: an unknown zoo name (the message lists the names).
-        RuntimeError: the download failed (the message names the manual download).
-
-    Example:
-        >>> resolve_weights("log/run/checkpoints/latest.pth")  # doctest: +SKIP
-        'log/run/checkpoints/latest.pth'
-    """
-    if not isinstance(spec, (str, os.PathLike)):
-        raise TypeError(f"weights must be a path or 'zoo:NAME', got {type(spec).__name__}")
-    spec = os.fspath(spec)
-    if is_zoo(spec):
-        return download_zoo(spec, quiet=quiet)
-    path = osp.expanduser(spec)
-    if not osp.isfile(path):
-        raise FileNotFoundError(
-            f"weights file not found: {spec!r}. Pass an existing checkpoint file, or a zoo "
-            f"name such as zoo:{list_zoo()[0]} (available: {', '.join(list_zoo())})"
-        )
-    return path
 
 
 def _sha256(path: str) -> str:
@@ -372,112 +337,3 @@ def download_zoo(name: str, quiet: bool = False) -> str:
     if not quiet:
         logger.info(f"=> zoo:{entry.name}: saved {final} (sha256 {digest})")
     return final
-
-
-# ----------------------------------------------------------------------------------------------
-# reading a downloaded file
-# ----------------------------------------------------------------------------------------------
-def _plain_state_dict(checkpoint: Mapping[str, Any]) -> Dict[str, torch.Tensor]:
-    state = checkpoint
-    for key in ("state_dict", "model", "model_state_dict"):
-        if isinstance(state.get(key), Mapping):
-            state = state[key]
-            break
-    return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
-
-
-def detect_layout(state: Mapping[str, Any]) -> str:
-    """Key layout of a state dict: ``"clipreid"``, ``"tfclip_authors"``, ``"tfclip"`` or
-    ``"unknown"``.
-
-    CLIP-ReID's ``build_transformer`` and the TF-CLIP authors' model both keep the CLIP visual
-    tower under ``image_encoder.``; CLIP-ReID adds the prompt learner, the text encoder and a
-    ``classifier_proj``, the TF-CLIP authors add ``TMD.``/``SSP.``. Ours uses ``backbone.``.
-    """
-    keys = list(state)
-    if any(k.startswith(("TMD.", "SSP.")) for k in keys):
-        return "tfclip_authors"
-    if any(k.startswith("image_encoder.") for k in keys) and any(
-        k.startswith(("prompt_learner.", "text_encoder.", "classifier_proj.")) for k in keys
-    ):
-        return "clipreid"
-    if any(k.startswith("backbone.") for k in keys):
-        return "tfclip"
-    return "unknown"
-
-
-def _describe_clipreid(state: Mapping[str, torch.Tensor]) -> Dict[str, Any]:
-    def rows(key: str) -> int | None:
-        return int(state[key].shape[0]) if key in state else None
-
-    if "image_encoder.attnpool.positional_embedding" in state:
-        backbone, pos = "rn50", rows("image_encoder.attnpool.positional_embedding")
-    else:
-        backbone, pos = "vit", rows("image_encoder.positional_embedding")
-    return {
-        "backbone": backbone,
-        "num_classes": rows("classifier.weight"),
-        "camera_num": rows("cv_embed") or 0,
-        "use_sie": "cv_embed" in state,
-        "feature_dim": rows("bottleneck.weight"),
-        "proj_dim": rows("bottleneck_proj.weight"),
-        "num_positions": pos,
-        "has_text_encoder": any(k.startswith("text_encoder.") for k in state),
-    }
-
-
-def read_zoo_checkpoint(
-    path: str, entry: Union[None, str, ZooEntry] = None
-) -> Dict[str, Any]:
-    """Read a checkpoint file (``torch.load(weights_only=True)``) and report its layout.
-
-    Args:
-        path: the file (e.g. from :func:`resolve_weights`).
-        entry: a zoo entry or name to check the file against (layout, identities, cameras).
-
-    Returns:
-        ``{"state_dict": {key: tensor}, "layout": str, ...}``; a ``leading module.`` is
-        stripped and a ``state_dict``/``model`` wrapper removed. For the ``clipreid`` layout
-        also ``backbone`` (``"vit"``/``"rn50"``), ``num_classes``, ``camera_num``,
-        ``use_sie``, ``feature_dim`` (768/2048), ``proj_dim`` (512/1024), ``num_positions``
-        (positional-embedding rows: 129 for stride 16, 211 for stride 12 at 256x128) and
-        ``has_text_encoder``.
-
-    Raises:
-        ValueError: the file does not match ``entry``.
-
-    Example:
-        >>> info = read_zoo_checkpoint(resolve_weights("zoo:clipreid_vitb16_market1501"))
-        ... # doctest: +SKIP
-        >>> info["layout"], info["num_classes"], info["camera_num"]  # doctest: +SKIP
-        ('clipreid', 751, 0)
-    """
-    checkpoint = load_checkpoint(path)
-    if not isinstance(checkpoint, Mapping):
-        raise ValueError(f"{path}: expected a state dict, got {type(checkpoint).__name__}")
-    state = _plain_state_dict(checkpoint)
-    info: Dict[str, Any] = {"state_dict": state, "layout": detect_layout(state)}
-    if info["layout"] == "clipreid":
-        info.update(_describe_clipreid(state))
-    if entry is not None:
-        _check_against(info, entry if isinstance(entry, ZooEntry) else get_entry(entry), path)
-    return info
-
-
-def _check_against(info: Mapping[str, Any], entry: ZooEntry, path: str) -> None:
-    problems = []
-    if info["layout"] != entry.layout:
-        problems.append(f"layout {info['layout']!r} (expected {entry.layout!r})")
-    elif entry.layout == "clipreid":
-        if info["num_classes"] != entry.num_classes:
-            problems.append(f"{info['num_classes']} identities (expected {entry.num_classes})")
-        sie = bool(entry.switches.get("use_sie"))
-        if info["use_sie"] != sie:
-            problems.append(f"use_sie={info['use_sie']} (expected {sie})")
-        elif sie and info["camera_num"] != entry.camera_num:
-            problems.append(f"{info['camera_num']} cameras (expected {entry.camera_num})")
-    if problems:
-        raise ValueError(
-            f"{path} does not look like zoo:{entry.name}: " + ", ".join(problems)
-            + f". Delete it and download again from {entry.manual_url}"
-        )

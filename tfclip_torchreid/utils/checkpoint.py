@@ -5,7 +5,14 @@
 * :func:`load_checkpoint` loads with ``weights_only=True``; for old torchreid checkpoints (numpy
   ``rank1``) it allow-lists the numpy globals they need (``docs/torchreid.md``);
 * :func:`checkpoint_header` is what makes a file self-describing (architecture, model
-  configuration, package version); :func:`read_header` gives it back (None for other files).
+  configuration, package version and the preprocessing of its training data: input size, mean,
+  std); :func:`read_header` gives it back (None for other files);
+* :func:`unwrap_state_dict` is the one place that finds the state dict inside a checkpoint
+  (a ``state_dict`` / ``model`` / ``model_state_dict`` entry or the dict itself, without the
+  ``module.`` and ``_orig_mod.`` prefixes of DataParallel/DDP and ``torch.compile``).
+
+Every reader of weights goes through :func:`tfclip_torchreid.models.weights.resolve_weights`,
+which reads a file once with :func:`load_checkpoint`.
 
 Example:
     >>> import torch, tempfile, os
@@ -21,16 +28,23 @@ import json
 import os
 import os.path as osp
 import tempfile
-from typing import Any, Dict, List, Mapping
+from typing import Any, Dict, List, Mapping, Sequence
 
 import numpy as np
 import torch
+from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 
 __all__ = ["save_checkpoint", "load_checkpoint", "save_json", "checkpoint_header", "read_header",
-           "FORMAT"]
+           "preprocess_entry", "unwrap_state_dict", "FORMAT", "HEADER_KEYS", "STATE_DICT_KEYS"]
 
 #: ``format`` entry of every checkpoint this package writes
 FORMAT = "tfclip_torchreid.checkpoint/1"
+#: the entries :func:`checkpoint_header` writes (``preprocess``: older files lack it)
+HEADER_KEYS = ("format", "version", "arch", "model_cfg", "preprocess")
+#: entries that hold the state dict of a checkpoint, in the order they are looked for
+STATE_DICT_KEYS = ("state_dict", "model", "model_state_dict")
+#: wrapper prefixes: DataParallel / DDP and ``torch.compile``
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
 
 def _plain(obj: Any) -> Any:
@@ -118,21 +132,70 @@ def load_checkpoint(fpath: str, map_location: str | torch.device = "cpu") -> dic
         ) from first
 
 
-def checkpoint_header(model: torch.nn.Module) -> Dict[str, Any]:
-    """What makes a file self-describing: format, package version, architecture, model config."""
+def preprocess_entry(image_size: Sequence[int], mean: Sequence[float],
+                     std: Sequence[float]) -> Dict[str, List]:
+    """The ``preprocess`` entry of a checkpoint: ``{"image_size": [H, W], "mean": [3],
+    "std": [3]}`` (plain lists), checked.
+
+    Example:
+        >>> preprocess_entry((256, 128), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))["image_size"]
+        [256, 128]
+    """
+    entry = {"image_size": [int(v) for v in image_size], "mean": [float(v) for v in mean],
+             "std": [float(v) for v in std]}
+    if len(entry["image_size"]) != 2 or min(entry["image_size"]) < 1:
+        raise ValueError(f"preprocess image_size must be (H, W) > 0, got {image_size}")
+    if len(entry["mean"]) != 3 or len(entry["std"]) != 3 or min(entry["std"]) <= 0:
+        raise ValueError(f"preprocess needs 3 means and 3 positive stds, got mean={mean}, "
+                         f"std={std}")
+    return entry
+
+
+def checkpoint_header(model: torch.nn.Module,
+                      preprocess: Mapping[str, Sequence] | None = None) -> Dict[str, Any]:
+    """What makes a file self-describing: format, package version, architecture, model config
+    and, when given, the ``preprocess`` entry (:func:`preprocess_entry`: input size, mean and
+    std of the frames the model was trained on)."""
     from .. import __version__
 
     cfg = getattr(model, "cfg", None)
-    return {
+    header = {
         "format": FORMAT,
         "version": __version__,
         "arch": getattr(cfg, "arch", type(model).__name__),
         "model_cfg": cfg.to_dict() if hasattr(cfg, "to_dict") else {},
     }
+    if preprocess is not None:
+        header["preprocess"] = preprocess_entry(preprocess["image_size"], preprocess["mean"],
+                                                preprocess["std"])
+    return header
 
 
 def read_header(checkpoint: Mapping[str, Any]) -> Dict[str, Any] | None:
-    """``{"arch", "model_cfg", "version"}`` of a self-describing checkpoint, else None."""
+    """``{"arch", "model_cfg", "version", "preprocess"}`` of a self-describing checkpoint (
+    ``preprocess`` is None in files written before it was recorded), else None."""
     if not isinstance(checkpoint, Mapping) or checkpoint.get("format") != FORMAT:
         return None
-    return {k: checkpoint.get(k) for k in ("arch", "model_cfg", "version")}
+    return {k: checkpoint.get(k) for k in ("arch", "model_cfg", "version", "preprocess")}
+
+
+def unwrap_state_dict(checkpoint: Mapping[str, Any]) -> Dict[str, Any]:
+    """The state dict of a checkpoint: its ``state_dict`` / ``model`` / ``model_state_dict``
+    entry (the first that is a dict) or the checkpoint itself, without the ``module.`` and
+    ``_orig_mod.`` prefixes (a new dict; the tensors are shared).
+
+    Example:
+        >>> list(unwrap_state_dict({"state_dict": {"module.fc.weight": 0}, "epoch": 3}))
+        ['fc.weight']
+    """
+    if not isinstance(checkpoint, Mapping):
+        raise TypeError(f"a checkpoint must be a dict, got {type(checkpoint).__name__}")
+    state = checkpoint
+    for key in STATE_DICT_KEYS:
+        if isinstance(checkpoint.get(key), Mapping):
+            state = checkpoint[key]
+            break
+    state = dict(state)
+    for prefix in _WRAPPER_PREFIXES:
+        consume_prefix_in_state_dict_if_present(state, prefix)
+    return state
