@@ -7,11 +7,11 @@ from setuptools import find_packages, setup
 
 def read_version() -> str:
     here = osp.dirname(osp.abspath(__file__))
-    with open(osp.join(here, "tfclip_torchreid", "__init__.py")) as f:
+    with open(osp.join(here, "tfclip_torchreid", "version.py")) as f:
         for line in f:
             if line.startswith("__version__"):
                 return line.split("=")[1].strip().strip("\"'")
-    raise RuntimeError("no __version__ in tfclip_torchreid/__init__.py")
+    raise RuntimeError("no __version__ in tfclip_torchreid/version.py")
 
 
 def read_requirements(name: str) -> list:
@@ -51,8 +51,9 @@ setup(
                   CONFIGS: ["*.yaml", "paper/*.yaml", "paper/*.json"]},
     install_requires=INSTALL_REQUIRES,
     extras_require={"export": EXPORT_REQUIRES, "viz": VIZ_REQUIRES,
-                    # setuptools, wheel: tests/test_paper_tables.py builds the package offline
-                    "test": ["pytest>=7", "ruff", "setuptools>=61", "wheel", *EXPORT_REQUIRES,
-                             *VIZ_REQUIRES]},
+                    # setuptools, wheel: tests/test_paper_tables.py builds the package offline;
+                    # import-linter: tests/test_layers.py checks the layers of pyproject.toml
+                    "test": ["pytest>=7", "ruff", "import-linter>=2.1", "setuptools>=61", "wheel",
+                             *EXPORT_REQUIRES, *VIZ_REQUIRES]},
     keywords=["person re-identification", "video reid", "CLIP", "torchreid"],
 )

@@ -15,9 +15,9 @@ from tfclip_torchreid import compat
 from tfclip_torchreid.engine import VideoV2MEngine
 from tfclip_torchreid.engine.identity_bank import IdentityBankHook
 from tfclip_torchreid.engine.prompt_learning import PromptLearningStage
-from tfclip_torchreid.engine.runner import build_engine, main
 from tfclip_torchreid.losses import TFCLIPLoss
 from tfclip_torchreid.models import build_tfclip
+from tfclip_torchreid.runner import build_engine, main
 from tfclip_torchreid.testing import make_synthetic_dataset
 
 

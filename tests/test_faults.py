@@ -22,9 +22,9 @@ import pytest
 import torch
 from train_helpers import REPO, TrainProcess, assert_identical, file_hashes, tiny_config
 
-from tfclip_torchreid import compat
+from tfclip_torchreid import compat, runner
 from tfclip_torchreid.data.datamanager import build_test_loader
-from tfclip_torchreid.engine import VideoV2MEngine, runner
+from tfclip_torchreid.engine import VideoV2MEngine
 from tfclip_torchreid.engine import checkpoint as engine_checkpoint
 from tfclip_torchreid.models import build_tfclip, load_model_weights, load_tfclip
 from tfclip_torchreid.models.tfclip import TFCLIPOutput

@@ -16,7 +16,6 @@ import pytest
 import torch
 
 from tfclip_torchreid.config import get_default_config
-from tfclip_torchreid.engine.runner import model_overrides
 from tfclip_torchreid.models.factory import build_tfclip
 from tfclip_torchreid.models.tmd import TemporalMemoryDiffusion
 from tfclip_torchreid.paper_tables import (
@@ -27,6 +26,7 @@ from tfclip_torchreid.paper_tables import (
     merge_config_file,
     row_config,
 )
+from tfclip_torchreid.runner import model_overrides
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -351,7 +351,7 @@ def test_non_editable_install_run_elsewhere(tmp_path):
     assert [line.split(" | ")[0] for line in lines[5:11]] == [f"| B{i}" for i in range(1, 7)]
     built = run("-c", """
 import torch, tfclip_torchreid
-from tfclip_torchreid.engine.runner import model_overrides
+from tfclip_torchreid.runner import model_overrides
 from tfclip_torchreid.models.factory import build_tfclip
 from tfclip_torchreid.paper_tables import CONFIG_DIR, TABLES, row_config
 print(tfclip_torchreid.__file__)

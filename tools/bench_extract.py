@@ -23,7 +23,7 @@ import torch  # noqa: E402
 from torch.utils.data import DataLoader, Subset  # noqa: E402
 
 from tfclip_torchreid.engine.extraction import extract_features  # noqa: E402
-from tfclip_torchreid.engine.runner import (  # noqa: E402
+from tfclip_torchreid.runner import (  # noqa: E402
     build_engine,
     build_parser,
     config_from_args,

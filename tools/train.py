@@ -15,7 +15,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tfclip_torchreid.engine.runner import main  # noqa: E402
+from tfclip_torchreid.runner import main  # noqa: E402
 
 if __name__ == "__main__":
     main()

@@ -32,7 +32,7 @@ when it is used. Checkpoints written by this package record their preprocessing
 
 :attr:`Weights.described` names the options the weights decide (every option for self-describing
 files and zoo entries, the ones read from shapes otherwise): applications let those win over a
-config file (``engine/runner.py``) and log every change (:meth:`Weights.configure`).
+config file (``runner.py``) and log every change (:meth:`Weights.configure`).
 
 Example:
     >>> import os, tempfile, torch

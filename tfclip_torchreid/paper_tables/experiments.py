@@ -3,7 +3,7 @@
 :func:`row_config` builds the full yacs configuration of a row (on real data, or the tiny
 synthetic ``--quick`` variant), :func:`row_counts` the parameter and MAC counts of its full-size
 model under the paper's counting convention (:mod:`tfclip_torchreid.models.complexity`), and
-:func:`run_row` trains and tests it through :mod:`tfclip_torchreid.engine.runner`.
+:func:`run_row` trains and tests it through :mod:`tfclip_torchreid.runner`.
 
 Rows whose model has SSP use ``ssp_form="paper"`` (cross-attention + MLP per layer, 3.15 M
 parameters each), the SSP the paper's parameter counts describe; the released code's SSP
@@ -32,8 +32,8 @@ from typing import Any, Dict, List, Sequence
 from yacs.config import CfgNode
 
 from ..config import get_default_config, merge_config_file
-from ..engine.runner import model_overrides, run_from_config
 from ..models.complexity import model_complexity
+from ..runner import model_overrides, run_from_config
 from .tables import CONFIG_DIR, METRIC_NAMES, PaperRow, PaperTable
 
 __all__ = ["QUICK_ARCHS", "QUICK_SIZES", "quick_overrides", "row_config", "row_counts", "run_row"]
@@ -154,7 +154,7 @@ def _status(stream: Any, line: str) -> None:
 
 
 def run_row(cfg: CfgNode, log: Any = None) -> Dict[str, Any]:
-    """Train and test one configuration with :func:`~tfclip_torchreid.engine.runner.run_from_config`.
+    """Train and test one configuration with :func:`~tfclip_torchreid.runner.run_from_config`.
 
     Its console output goes to ``<save_dir>/paper_tables.log``; one line per run goes to ``log``
     (default: standard error). Returns ``{"dataset", "arch", "save_dir", "log", "seconds",

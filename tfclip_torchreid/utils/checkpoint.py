@@ -34,6 +34,8 @@ import numpy as np
 import torch
 from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 
+from ..version import __version__
+
 __all__ = ["save_checkpoint", "load_checkpoint", "save_json", "checkpoint_header", "read_header",
            "preprocess_entry", "unwrap_state_dict", "FORMAT", "HEADER_KEYS", "STATE_DICT_KEYS"]
 
@@ -156,8 +158,6 @@ def checkpoint_header(model: torch.nn.Module,
     """What makes a file self-describing: format, package version, architecture, model config
     and, when given, the ``preprocess`` entry (:func:`preprocess_entry`: input size, mean and
     std of the frames the model was trained on)."""
-    from .. import __version__
-
     cfg = getattr(model, "cfg", None)
     header = {
         "format": FORMAT,

@@ -36,26 +36,26 @@ from typing import Any
 import torch
 from yacs.config import CfgNode
 
-from .. import compat
-from ..config import get_default_config, merge_config_file
-from ..data.datamanager import build_datamanager
-from ..data.datasets import num_splits
-from ..data.tracklet_checks import check_test_cameras
-from ..data.transforms import NORM_STATS, norm_stats
-from ..losses import TFCLIPLoss
-from ..models.config import option_fields
-from ..models.factory import DEFAULT_ARCH, create_model, list_archs, model_config
-from ..models.weights import Weights, load_model_weights, resolve_weights
-from ..optim import WarmupMultiStepLR, build_tfclip_optimizer
-from ..testing import make_synthetic_dataset
-from ..utils import distributed as du
-from ..utils.checkpoint import save_json
-from ..utils.logger import console_logging
-from .checkpoint import check_writable
-from .evaluation import DIST_METRICS
-from .precision import AMP_MODES
-from .prompt_learning import PromptStageConfig
-from .v2m_engine import VideoV2MEngine
+from . import compat
+from .config import get_default_config, merge_config_file
+from .data.datamanager import build_datamanager
+from .data.datasets import num_splits
+from .data.tracklet_checks import check_test_cameras
+from .data.transforms import NORM_STATS, norm_stats
+from .engine.checkpoint import check_writable
+from .engine.evaluation import DIST_METRICS
+from .engine.precision import AMP_MODES
+from .engine.prompt_learning import PromptStageConfig
+from .engine.v2m_engine import VideoV2MEngine
+from .losses import TFCLIPLoss
+from .models.config import option_fields
+from .models.factory import DEFAULT_ARCH, create_model, list_archs, model_config
+from .models.weights import Weights, load_model_weights, resolve_weights
+from .optim import WarmupMultiStepLR, build_tfclip_optimizer
+from .testing import make_synthetic_dataset
+from .utils import distributed as du
+from .utils.checkpoint import save_json
+from .utils.logger import console_logging
 
 logger = logging.getLogger(__name__)
 
