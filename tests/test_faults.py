@@ -270,6 +270,21 @@ def _count_loads(monkeypatch, path: str) -> list:
     return calls
 
 
+def test_resume_reads_the_checkpoint_once(mars_root, tmp_path, monkeypatch):
+    """``--resume`` resolves the checkpoint once: the model built from it and the training state
+    restored from it come from one read of the file."""
+    save = str(tmp_path / "run")
+    args = ["--arch", "tfclip_tiny", "--sources", "mars", "--root", mars_root,
+            "model.pretrained", "", "data.height", "64", "data.width", "32", "data.seq_len", "2",
+            "data.workers", "0", "train.batch_size", "8", "train.memory_cache_dir", "none",
+            "test.batch_size", "8", "--save-dir", save]
+    runner.main([*args, "train.max_epoch", "1"])
+    loads = _count_loads(monkeypatch, osp.join(save, "checkpoints", "latest.pth"))
+    out = runner.main([*args, "train.max_epoch", "2", "--resume", "auto"])
+    assert len(loads) == 1 and "mars" in out["after"]
+    assert load_checkpoint(osp.join(save, "checkpoints", "latest.pth"))["epoch"] == 2
+
+
 def test_checkpoint_options_win_over_a_config_file(mars_root, tap_checkpoint, tmp_path,
                                                    monkeypatch, caplog):
     """``--evaluate-only --weights CKPT --config-file`` another model's config: the checkpoint's

@@ -52,6 +52,7 @@ from .models.config import option_fields
 from .models.factory import DEFAULT_ARCH, create_model, list_archs, model_config
 from .models.weights import Weights, load_model_weights, resolve_weights
 from .optim import WarmupMultiStepLR, build_tfclip_optimizer
+from .testing import FORMATS as SYNTHETIC_FORMATS
 from .testing import make_synthetic_dataset
 from .utils import distributed as du
 from .utils.checkpoint import save_json
@@ -62,8 +63,6 @@ logger = logging.getLogger(__name__)
 __all__ = ["build_parser", "config_from_args", "command_line_keys", "check_config",
            "run_weights", "build_engine", "run_engine", "run_from_config", "main"]
 
-SYNTHETIC_FORMATS = {"mars": "mars", "ilidsvid": "ilidsvid", "lsvid": "lsvid",
-                     "market1501": "market1501"}
 #: command-line flag -> config key (flags win over the config file)
 FLAG_KEYS = {
     "arch": "model.name", "sources": "data.sources", "targets": "data.targets",
@@ -278,8 +277,7 @@ def ensure_synthetic(cfg: CfgNode) -> None:
                              f"{sorted(SYNTHETIC_FORMATS)}")
         if du.is_main_process():
             sizes = dict(cfg.data.synthetic_sizes.items())
-            make_synthetic_dataset(SYNTHETIC_FORMATS[name], cfg.data.root, seed=cfg.train.seed,
-                                   **sizes)
+            make_synthetic_dataset(name, cfg.data.root, seed=cfg.train.seed, **sizes)
     du.barrier()
 
 
@@ -394,12 +392,18 @@ def _snapshot(engine: VideoV2MEngine) -> dict[str, dict]:
     return {k: dict(v) for k, v in engine.results.items()}
 
 
-def run_engine(cfg: CfgNode, engine: VideoV2MEngine) -> dict[str, Any]:
-    """Resume if asked, evaluate before training if asked, train, test; return results."""
+def run_engine(cfg: CfgNode, engine: VideoV2MEngine,
+               weights: Weights | None = None) -> dict[str, Any]:
+    """Resume if asked, evaluate before training if asked, train, test; return results.
+
+    ``weights``: the run's resolved weights; when they are the checkpoint to resume, the file is
+    not read again."""
     start_epoch = cfg.train.start_epoch
     resume = resume_path(cfg)
     if resume:
-        start_epoch = engine.resume(resume)
+        same = (weights is not None and not cfg.model.load_weights and weights.checkpoint
+                and osp.abspath(weights.path) == osp.abspath(osp.expanduser(resume)))
+        start_epoch = engine.resume(weights if same else resume)
         if start_epoch >= cfg.train.max_epoch and not cfg.test.evaluate and du.is_main_process():
             logger.info(f"=> {resume} has finished training ({start_epoch}/{cfg.train.max_epoch} "
                         f"epochs): evaluating only, no checkpoint is written")
@@ -433,7 +437,7 @@ def run_from_config(cfg: CfgNode, weights: Weights | None = None,
     if cfg.data.synthetic:
         ensure_synthetic(cfg)
     if not cfg.data.all_splits:
-        return run_engine(cfg, build_engine(cfg, weights, explicit))
+        return run_engine(cfg, build_engine(cfg, weights, explicit), weights)
     return run_all_splits(cfg, weights, explicit)
 
 
@@ -455,7 +459,7 @@ def run_all_splits(cfg: CfgNode, weights: Weights | None = None,
         c.data.save_dir = osp.join(base_dir, f"split_{split}")
         logger.info(f"\n##### {names[0]} split {split + 1}/{n} #####")
         compat.set_random_seed(c.train.seed)
-        per_split.append(next(iter(run_engine(c, build_engine(c, weights, explicit))[
+        per_split.append(next(iter(run_engine(c, build_engine(c, weights, explicit), weights)[
             "after"].values())))
     keys = [k for k in per_split[0] if k.startswith("R") or k in ("mAP", "mINP")]
     mean = {k: sum(r[k] for r in per_split) / n for k in keys}
