@@ -19,8 +19,12 @@ Two steps, in the shape of fast-reid's ``build_reid_train_loader`` / ``build_rei
 
 Image datasets (Market-1501, MSMT17, ...) are one-frame tracklets: the same loaders, CLIP-ReID's
 image augmentation (:func:`~.transforms.build_image_transforms`). :class:`TFCLIPVideoDataManager`
-and :class:`TFCLIPImageDataManager` are torchreid data managers (``train_loader``,
-``test_loader``, ``test_dataset``, ``num_train_pids``, ``fetch_test_loaders``) built this way;
+and :class:`TFCLIPImageDataManager` are built this way and offer what torchreid's engines read
+from a data manager (``train_loader``, ``test_loader``, ``test_dataset``, ``sources``,
+``targets``, ``data_type``, ``height``, ``width``, ``num_train_pids``, ``num_train_cams``,
+``fetch_test_loaders``). They do not subclass torchreid's managers: those constructors parse the
+datasets into torchreid's own per-image datasets, transforms and samplers, all of which this
+pipeline replaces, and a subclass that skipped its parent's constructor would only pretend;
 :func:`build_datamanager` picks one from a config. Gallery = query + gallery for MARS and LS-VID
 by default (the official MARS protocol, 11,310 gallery tracklets; see
 ``docs/datasets.md#gallery``).
@@ -419,8 +423,8 @@ class _ClipDataManager:
         )
 
 
-class TFCLIPVideoDataManager(_ClipDataManager, compat.VideoDataManager):
-    """Video data manager producing TF-CLIP clips (a torchreid ``VideoDataManager``).
+class TFCLIPVideoDataManager(_ClipDataManager):
+    """Video data manager producing TF-CLIP clips (torchreid's data-manager interface).
 
     Attributes:
         train_loader: batches ``img`` (B, T, 3, H, W), ``pid``, ``camid``, ``dsetid``, ``index``.
@@ -440,9 +444,9 @@ class TFCLIPVideoDataManager(_ClipDataManager, compat.VideoDataManager):
     train_methods = _TRAIN_METHODS
 
 
-class TFCLIPImageDataManager(_ClipDataManager, compat.ImageDataManager):
+class TFCLIPImageDataManager(_ClipDataManager):
     """Image data manager (Market-1501, MSMT17, ...): one-frame tracklets, CLIP-ReID's image
-    augmentation, P x K batches; a torchreid ``ImageDataManager``.
+    augmentation, P x K batches (torchreid's data-manager interface).
 
     Batches hold ``img`` (B, 1, 3, H, W): the models treat an image as a one-frame clip.
 
