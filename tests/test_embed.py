@@ -21,9 +21,9 @@ import tfclip_torchreid  # noqa: F401  (registers the datasets)
 from tfclip_torchreid import compat
 from tfclip_torchreid.data.dataset import read_frame
 from tfclip_torchreid.data.datasets.matfile import load_int_array
+from tfclip_torchreid.data.frame_checks import FrameCheckError
 from tfclip_torchreid.data.sampling import sample_clip_indices
 from tfclip_torchreid.data.transforms import build_sequence_transforms
-from tfclip_torchreid.data.frame_checks import FrameCheckError
 from tfclip_torchreid.embedding import (
     RANK_TABLE_COLUMNS,
     EmbeddingError,
