@@ -35,6 +35,7 @@ from tfclip_torchreid.embedding import (
     load_embeddings,
     parse_ids,
     rank_table,
+    weights_digest,
 )
 from tfclip_torchreid.models import build_tfclip
 from tfclip_torchreid.testing import make_synthetic_dataset
@@ -235,6 +236,10 @@ def test_index_json_is_plain(data, tmp_path):
         index = json.load(f)
     assert index["root"] == osp.abspath(data["dirs"]["query"])
     assert index["meta"]["arch"] == "tfclip_tiny" and index["meta"]["seq_len"] == SEQ
+    # the weights' digest: the same for the model the checkpoint came from, another for others
+    assert index["meta"]["weights_digest"] == weights_digest(data["model"])
+    assert weights_digest(build_tfclip("tfclip_tiny", num_classes=2, camera_num=6, layers=1,
+                                       image_size=(64, 32))) != weights_digest(data["model"])
     assert sorted((it["pid"], it["camid"]) for it in index["items"]) == sorted(
         (pid, camid) for _, pid, camid, *_ in data["query"])
 
