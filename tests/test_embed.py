@@ -503,3 +503,24 @@ def test_ctrl_c_part_way_keeps_what_was_embedded(data, tracks, monkeypatch):
         monkeypatch.setattr(type(model), "forward",
                             lambda self, *a, **k: (_ for _ in ()).throw(OSError("no such")))
         embed_folder(model, str(tracks), seq_len=SEQ, progress=False)
+
+
+def test_prid_dukevideo_msmt17_names(data, tmp_path):
+    """The other benchmarks' names: PRID2011's camera / person folders, a DukeMTMC-VideoReID
+    tracklet folder, MSMT17 images (one tracklet each, camera = 3rd field)."""
+    frame = sorted(data["query"][0][0])[0]
+    files = ["prid/multi_shot/cam_b/person_0007/0001.png",
+             "prid/multi_shot/cam_b/person_0007/0002.png",
+             "duke/gallery/0012/0003/0012_C4_F0040_X30001.jpg",
+             "duke/gallery/0012/0003/0012_C4_F0041_X30001.jpg",
+             "msmt/test/0002/0002_003_12_0303afternoon_0069_0.jpg",
+             "msmt/test/0002/0002_004_12_0303afternoon_0070_0.jpg"]
+    for f in files:
+        os.makedirs(osp.dirname(tmp_path / f), exist_ok=True)
+        shutil.copy(frame, tmp_path / f)
+    found = {t.name: (len(t.paths), t.pid, t.camid) for t in discover_tracklets(str(tmp_path))}
+    assert found == {
+        "prid/multi_shot/cam_b/person_0007": (2, 7, 1),
+        "duke/gallery/0012/0003": (2, 12, 3),
+        "msmt/test/0002/0002_003_12_0303afternoon_0069_0.jpg": (1, 2, 11),
+        "msmt/test/0002/0002_004_12_0303afternoon_0070_0.jpg": (1, 2, 11)}

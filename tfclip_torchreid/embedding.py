@@ -142,8 +142,8 @@ class _Found:
         entry = self.by_naming.setdefault(naming.title, [naming, 0, 0, []])
         entry[1] += count
         entry[2] += 1
-        if count > 1 and rel != ".":
-            entry[3].append(f"{rel} ({count})")
+        if count > 1:
+            entry[3].append(f"{'the input folder' if rel == '.' else rel} ({count})")
 
     def log(self, root: str, total: int) -> None:
         parts = []
@@ -159,7 +159,7 @@ class _Found:
             if split and not naming.images:
                 log = logger.warning if naming.tracklet_folders else logger.info
                 log(f"=> {len(split)} folder(s) hold several {title} tracklets each, embedded "
-                    f"apart (a tracklet: {naming.rule}): {_examples(split)}")
+                    f"apart (a tracklet is {naming.rule}): {_examples(split)}")
 
 
 def discover_tracklets(root: str, parse_names: bool = True) -> List[Tracklet]:

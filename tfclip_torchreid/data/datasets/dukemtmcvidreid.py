@@ -61,5 +61,5 @@ def frame_id(path: str) -> FrameId | None:
 
 NAMING = FrameNaming(
     title=LAYOUT.title, example="gallery/0001/0001/0001_C1_F0001_X00001.jpg", parse=frame_id,
-    rule="the name's person and camera (0001_C1_F0001_X00001.jpg: 0001_C1)",
+    rule="the name's person and camera: 0001_C1_F0001_X00001.jpg -> 0001_C1",
     tracklet_folders=True)

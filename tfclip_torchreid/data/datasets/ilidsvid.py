@@ -92,7 +92,7 @@ def frame_id(path: str) -> FrameId | None:
 
 NAMING = FrameNaming(
     title=LAYOUT.title, example="cam1/person001/cam1_person001_00317.png", parse=frame_id,
-    rule="the name's camera and person (cam1_person001_00317.png: cam1_person001)",
+    rule="the name's camera and person: cam1_person001_00317.png -> cam1_person001",
     tracklet_folders=True)
 
 _iLIDSVID = compat.video_dataset_registry()["ilidsvid"]

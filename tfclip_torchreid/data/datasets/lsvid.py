@@ -113,7 +113,7 @@ def frame_id(path: str) -> FrameId | None:
 
 NAMING = FrameNaming(
     title=LAYOUT.title, example="tracklet_test/0002/0002_003_07_0011.jpg", parse=frame_id,
-    rule="the name without its frame field (0002_003_07_0011.jpg: 0002_003_07)")
+    rule="the name without its frame field: 0002_003_07_0011.jpg -> 0002_003_07")
 
 
 def read_list(path: str) -> List[Tuple[str, int]]:

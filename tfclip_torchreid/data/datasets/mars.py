@@ -91,7 +91,7 @@ def frame_id(path: str) -> FrameId | None:
 
 NAMING = FrameNaming(
     title=LAYOUT.title, example="0001/0001C1T0001F001.jpg", parse=frame_id,
-    rule="the name's person, camera and tracklet fields (0001C1T0001F001.jpg: 0001C1T0001)")
+    rule="the name's person, camera and tracklet fields: 0001C1T0001F001.jpg -> 0001C1T0001")
 
 
 # ---------------------------------------------------------------------------------- pre-check

@@ -71,7 +71,7 @@ def frame_id(path: str) -> FrameId | None:
 
 NAMING = FrameNaming(
     title=LAYOUT.title, example="multi_shot/cam_a/person_0001/0001.png", parse=frame_id,
-    rule="the camera and person folders (cam_a/person_0001)", tracklet_folders=True)
+    rule="the camera and person folders: cam_a/person_0001", tracklet_folders=True)
 
 
 def num_splits(ddir: str) -> int:
