@@ -409,7 +409,7 @@ def _reason(err: BaseException) -> str:
     own message, without the traceback torch puts before it)."""
     text = str(err).strip()
     if "Original Traceback" in text:
-        text = text.splitlines()[-1].strip()
+        return text.splitlines()[-1].strip()  # "Type: message" of the worker's error
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
