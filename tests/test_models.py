@@ -118,6 +118,32 @@ def test_feature_extractor_with_saved_checkpoint(tmp_path, caplog, monkeypatch):
 # ---------------------------------------------------------------------------- forward
 
 
+def test_feature_extractor_takes_the_checkpoint_image_size(tmp_path, caplog):
+    """torchreid's FeatureExtractor with only a model name and one of our checkpoints trained at
+    64x32: the checkpoint's size, also in torchreid's complexity pass (verbose, its default);
+    another arch name is refused first with the checkpoint's arch."""
+    from tfclip_torchreid.utils.checkpoint import checkpoint_header, save_checkpoint
+
+    caplog.set_level(logging.INFO, logger="tfclip_torchreid")
+    torch.manual_seed(2)
+    model = build_tfclip("tfclip_tiny", num_classes=Y, layers=1, image_size=(64, 32)).eval()
+    path = save_checkpoint({**checkpoint_header(model), "state_dict": model.state_dict()},
+                           str(tmp_path / "ckpt.pth"))
+    extractor = compat.utils.FeatureExtractor(model_name="tfclip_tiny", model_path=path,
+                                              device="cpu")
+    assert extractor.model.cfg.image_size == (64, 32)
+    assert tuple(extractor.preprocess.transforms[0].size) == (64, 32)
+    assert "params" in caplog.text and "flops" in caplog.text  # the complexity pass ran
+    x = torch.rand(2, 3, 64, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(extractor(x), model(x))
+    for other in ("clipreid_tiny", "tfclip_vitb16"):
+        with pytest.raises(ValueError) as err:
+            compat.utils.FeatureExtractor(model_name=other, model_path=path, device="cpu")
+        assert str(err.value).startswith(f"{path} holds a tfclip_tiny model, not {other}")
+        assert "image_size" not in str(err.value)
+
+
 def test_eval_clip_and_image_inputs():
     model = tiny().eval()
     with torch.no_grad():

@@ -17,6 +17,7 @@ import http.server
 import importlib.util
 import io
 import json
+import logging
 import os
 import os.path as osp
 import re
@@ -62,6 +63,7 @@ class FileServer:
         self.files = files
         self.requests: List[Tuple[str, str | None]] = []  # (path, Range header)
         self.cut = 0
+        self.no_length: set = set()  # paths served without Content-Length (read to the close)
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -83,9 +85,11 @@ class FileServer:
                 body = data[start:]
                 self.send_response(206 if start else 200)
                 self.send_header("Content-Type", "application/octet-stream")
-                self.send_header("Content-Length", str(len(body)))
+                if self.path not in server.no_length:
+                    self.send_header("Content-Length", str(len(body)))
                 self.send_header("ETag", etag)
-                self.send_header("Accept-Ranges", "bytes")
+                if self.path not in server.no_length:
+                    self.send_header("Accept-Ranges", "bytes")
                 if start:
                     self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
                 self.end_headers()
@@ -417,6 +421,71 @@ def test_server_error_is_reported(server, tmp_path, monkeypatch):
     assert "t_404.pth" not in _cache_files(tmp_path)
 
 
+def test_left_over_truncated_staging_file_is_downloaded_again(server, vit_bytes, tmp_path,
+                                                             monkeypatch, caplog):
+    """A .download file cut short (no sha256 in the entry) is never promoted: it fails the
+    archive check and the file is downloaded anew."""
+    caplog.set_level(logging.INFO, logger="tfclip_torchreid")
+    _add(monkeypatch, "t_short", server.url("/vit.pth"))
+    d = tmp_path / "home" / "checkpoints"
+    d.mkdir(parents=True)
+    (d / "t_short.pth.download").write_bytes(vit_bytes[: len(vit_bytes) // 2])
+    path = weights_file("zoo:t_short")
+    with open(path, "rb") as f:
+        assert f.read() == vit_bytes
+    assert server.requests == [("/vit.pth", None)]
+    assert "t_short.pth.download, left by an earlier download, failed its check" in caplog.text
+    assert "truncated" in caplog.text
+    assert re.search(r"saved .*t_short\.pth \([\d,]+ bytes, sha256 [0-9a-f]{64}; verified: "
+                     r"size, archive\)", caplog.text)
+    assert _cache_files(tmp_path) == ["t_short.pth", "t_short.pth.lock"]
+
+
+@pytest.mark.parametrize("announced", [True, False])
+def test_file_cut_short_at_the_server_is_not_promoted(server, vit_bytes, tmp_path, monkeypatch,
+                                                      announced):
+    """A server that sends a truncated file (announcing its short size, or no size at all): the
+    download completes as far as HTTP can tell, and the archive check rejects it."""
+    server.files["/short.pth"] = vit_bytes[: len(vit_bytes) - 1000]
+    if not announced:
+        server.no_length.add("/short.pth")
+    _add(monkeypatch, "t_cut_srv", server.url("/short.pth"))
+    with pytest.raises(RuntimeError) as err:
+        weights_file("zoo:t_cut_srv", quiet=True)
+    msg = str(err.value)
+    assert "not a complete checkpoint" in msg and "truncated" in msg and "deleted" in msg
+    assert _cache_files(tmp_path) == ["t_cut_srv.pth.lock"]
+
+
+def test_verify_download_checks_the_announced_size(vit_bytes, tmp_path, monkeypatch):
+    entry = _add(monkeypatch, "t_size", "http://127.0.0.1:1/x.pth")
+    path = tmp_path / "x.pth"
+    path.write_bytes(vit_bytes)
+    assert zoo.verify_download(entry, str(path), len(vit_bytes)) == ["size", "archive"]
+    with pytest.raises(RuntimeError, match=f"incomplete: {len(vit_bytes):,} of the "
+                                           f"{len(vit_bytes) + 1:,} bytes"):
+        zoo.verify_download(entry, str(path), len(vit_bytes) + 1)
+
+
+def test_bad_cached_file_is_named_with_the_fix(server, vit_bytes, tmp_path, monkeypatch):
+    """A cached file that is not a checkpoint (here cut short, e.g. copied by hand): the message
+    names the cache file, says what it is and to delete it; after that, zoo:NAME downloads it."""
+    _add(monkeypatch, "t_cached", server.url("/vit.pth"))
+    d = tmp_path / "home" / "checkpoints"
+    d.mkdir(parents=True)
+    cached = d / "t_cached.pth"
+    cached.write_bytes(vit_bytes[: len(vit_bytes) // 3])
+    with pytest.raises(ValueError) as err:
+        resolve_weights("zoo:t_cached", quiet=True)
+    msg = str(err.value)
+    assert str(cached) in msg and "truncated" in msg and f"rm {cached}" in msg
+    assert "weights_only" not in msg and "file an issue" not in msg
+    assert server.requests == []
+    os.remove(cached)  # what the message says
+    weights = resolve_weights("zoo:t_cached", quiet=True)
+    assert weights.path == str(cached) and len(server.requests) == 1
+
+
 # ----------------------------------------------------------------------------------------------
 # reading files
 # ----------------------------------------------------------------------------------------------
@@ -450,7 +519,7 @@ def test_read_layouts_and_entry_check(tmp_path, monkeypatch):
         resolve_weights("zoo:clipreid_rn50_market1501")
     msg = str(err.value)
     assert str(cache / "clipreid_rn50_market1501.pth") in msg and "num_classes 4 (expected 751)" \
-        in msg and "Delete it" in msg
+        in msg and f"delete it (rm {cache / 'clipreid_rn50_market1501.pth'})" in msg
 
     assert detect_layout({"TMD.resblocks.0.attn.in_proj_weight": 0,
                           "image_encoder.proj": 0}) == "tfclip_authors"

@@ -1,11 +1,21 @@
 """Embed folders of tracklets (or images) with a trained TF-CLIP model; rank query vs gallery.
 
-Every folder under DIR that holds image files is one tracklet (frames in file-name order);
-images directly in DIR are one-frame tracklets. pid / camera are parsed from MARS-style
-(``0001C1T0001F001.jpg``) or Market-style (``0001_c1s1_...``) names, else -1 / 0. Features are
-the model's test features under the dense test protocol (all clips of ``--seq-len`` frames,
-averaged), written as ``OUT.npy`` + ``OUT.json`` (index: frame paths, pid, camid, frame count;
-what ``tools/visualize.py`` reads) or one ``OUT.h5``.
+Tracklets are read from the frame names as the benchmarks lay them out: a MARS or LS-VID person
+folder (``bbox_test/0001/0001C1T0001F001.jpg``) holds several tracklets, told apart by the names
+and embedded apart; iLIDS-VID, PRID2011 and DukeMTMC-VideoReID keep a folder per tracklet; every
+Market-1501, DukeMTMC-reID or MSMT17 image is a tracklet. Any other folder that holds image files
+is one tracklet (frames in file-name order), and images directly in DIR are one-frame tracklets.
+The log says what was found. pid / camera come from the names, else -1 / 0. Features are the
+model's test features under the dense test protocol (all clips of ``--seq-len`` frames,
+averaged), written as ``OUT.npy`` + ``OUT.json`` (index: frame paths, pid, camid, frame count,
+and in ``meta`` the settings and the weights' digest; what ``tools/visualize.py`` reads) or one
+``OUT.h5``.
+
+Every frame is checked before any compute (cached): a bad frame stops the run with the list of
+bad files, or with ``--skip-bad-frames`` is left out (with tracklets left without frames; the log
+and the index's ``meta`` list them). A run that stops part-way writes what it embedded to
+``OUT_partial.*`` (``meta["partial"]`` says how many of how many and why it stopped); a complete
+run removes such files of an earlier run.
 
 With ``--query QDIR --gallery GDIR`` both sets are embedded (``OUT_query.*``,
 ``OUT_gallery.*``), ranked by the evaluation's distance (Euclidean on L2-normalised features)
@@ -26,20 +36,24 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import os
 import os.path as osp
 import sys
 import time
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, List, Tuple
 
 import numpy as np
 import torch
 
 from tfclip_torchreid.embedding import (
     H5_EXTENSIONS,
+    EmbeddingError,
+    EmbeddingInterrupted,
     embed_folder,
     rank_table,
     ranking_metrics,
     save_embeddings,
+    weights_digest,
     write_rank_table,
 )
 from tfclip_torchreid.export import load_inference_model
@@ -75,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--camera-num", type=int, default=None,
                    help="SIE cameras of a random model (no --weights; default 6); weights say "
                         "their own")
+    p.add_argument("--skip-bad-frames", action="store_true",
+                   help="leave out frames that are missing, empty, truncated or cannot be decoded "
+                        "(and tracklets left without frames), listed in the log and the index; "
+                        "default: stop before any compute, naming them")
+    p.add_argument("--part-size", type=int, default=512,
+                   help="tracklets embedded per part: the most a failure part-way can lose")
     p.add_argument("--topk", type=int, default=10, help="gallery tracklets per query in the table")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
@@ -89,18 +109,42 @@ def _derived(out: str, part: str, ext: str | None = None) -> str:
     return f"{stem}_{part}{own if ext is None else ext}"
 
 
+def _output_files(out: str) -> List[str]:
+    """The files :func:`save_embeddings` writes for ``out``."""
+    if out.lower().endswith(H5_EXTENSIONS):
+        return [out]
+    stem = osp.splitext(out)[0] if out.endswith((".npy", ".json")) else out
+    return [stem + ".npy", stem + ".json"]
+
+
 def _embed(model: torch.nn.Module, folder: str, out: str, args: argparse.Namespace,
-           desc: str, norm: Any) -> Tuple[np.ndarray, Dict[str, Any]]:
+           desc: str, norm: Any, digest: str) -> Tuple[np.ndarray, Dict[str, Any]]:
     start = time.time()
-    feats, index = embed_folder(
-        model, folder, parse_names=not args.no_parse_ids,
-        meta={"weights": args.weights}, seq_len=args.seq_len, batch_size=args.batch_size,
-        norm=norm, device=args.device, workers=args.workers, max_clips=args.max_clips,
-        progress=not args.quiet, desc=desc)
+    partial = _derived(out, "partial")
+    try:
+        feats, index = embed_folder(
+            model, folder, parse_names=not args.no_parse_ids,
+            meta={"weights": args.weights, "weights_digest": digest},
+            skip_bad_frames=args.skip_bad_frames, part_size=args.part_size,
+            seq_len=args.seq_len, batch_size=args.batch_size, norm=norm, device=args.device,
+            workers=args.workers, max_clips=args.max_clips, progress=not args.quiet, desc=desc)
+    except (EmbeddingError, EmbeddingInterrupted) as err:
+        files = save_embeddings(partial, err.features, err.index)
+        note = (f"the features of the {len(err.features)} tracklets embedded before are in "
+                f"{', '.join(files)} (marked partial in the index's meta)")
+        if isinstance(err, EmbeddingInterrupted):
+            print(f"=> {err}: {note}", file=sys.stderr)
+            raise
+        raise RuntimeError(f"{err} {note[0].upper()}{note[1:]}.") from err
     files = save_embeddings(out, feats, index)
+    stale = [f for f in _output_files(partial) if osp.isfile(f)]
+    for f in stale:
+        os.remove(f)
     frames = sum(it["num_frames"] for it in index["items"])
     print(f"=> {desc}: {len(feats)} tracklets ({frames} frames) from {folder} -> "
-          f"{feats.shape[1]}-d features in {time.time() - start:.1f} s; wrote {', '.join(files)}")
+          f"{feats.shape[1]}-d features in {time.time() - start:.1f} s; wrote {', '.join(files)}"
+          + (f" (removed the partial output of an earlier run: {', '.join(stale)})"
+             if stale else ""))
     return feats, index
 
 
@@ -132,13 +176,15 @@ def _run(argv: list[str] | None = None) -> int:
     print(f"=> frames: {model.cfg.image_size[0]}x{model.cfg.image_size[1]}, "
           + (f"--norm {args.norm}" if args.norm else
              f"mean {list(preprocess.mean)} / std {list(preprocess.std)} ({preprocess.source})"))
+    digest = weights_digest(model)
     if args.input is not None:
-        _embed(model, args.input, args.out, args, "embedding", norm)
+        _embed(model, args.input, args.out, args, "embedding", norm, digest)
         return 0
 
-    qf, q_index = _embed(model, args.query, _derived(args.out, "query"), args, "query", norm)
+    qf, q_index = _embed(model, args.query, _derived(args.out, "query"), args, "query", norm,
+                         digest)
     gf, g_index = _embed(model, args.gallery, _derived(args.out, "gallery"), args, "gallery",
-                         norm)
+                         norm, digest)
     distmat = feature_distances(qf, gf)
     query = [{**it, "name": osp.join(args.query, it["name"])} for it in q_index["items"]]
     gallery = [{**it, "name": osp.join(args.gallery, it["name"])} for it in g_index["items"]]

@@ -8,6 +8,9 @@ image from the header (no pixel decoding), and a JPEG must end with the end-of-i
 with sizes and modification times, so a second run only ``stat``\\ s the files. The data manager
 calls it on the frames of train *and* test (:meth:`~.datamanager.TFCLIPVideoDataManager.check_frames`).
 
+:func:`decode_problems` decodes whole files: what to run on a few frames when one that passed the
+check still cannot be read (``tools/embed.py --skip-bad-frames``).
+
 Example:
     >>> check_frames(frame_paths([(("/no/such/0001C1T0001F001.jpg",), 0, 0)]), cache_dir="")
     Traceback (most recent call last):
@@ -39,7 +42,8 @@ from .errors import DataValidationError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FrameCheckError", "check_frames", "frame_problem", "frame_paths", "default_cache_dir"]
+__all__ = ["FrameCheckError", "check_frames", "frame_problem", "frame_paths", "default_cache_dir",
+           "decode_problems"]
 
 #: bump when the per-file check changes: old cache entries then no longer match
 _CHECK_VERSION = 1
@@ -133,6 +137,30 @@ def frame_problem(path: str) -> str | None:
     if fmt == "PNG" and not _strip_padding(tail).endswith(_PNG_IEND):
         return "truncated (PNG without its IEND chunk)"
     return None
+
+
+def decode_problems(paths: Iterable[str]) -> List[Tuple[str, str]]:
+    """``(path, reason)`` of every file that fails :func:`frame_problem` or whose pixels cannot
+    be decoded (the whole image is read: slow, for a few files).
+
+    Example:
+        >>> decode_problems(["/no/such/frame.jpg"])
+        [('/no/such/frame.jpg', 'missing')]
+    """
+    out = []
+    for path in dict.fromkeys(os.fspath(p) for p in paths):
+        reason = frame_problem(path)
+        if reason is None:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                    with Image.open(path) as im:
+                        im.load()
+            except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as err:
+                reason = f"cannot be decoded ({type(err).__name__}: {err})"
+        if reason is not None:
+            out.append((path, reason))
+    return out
 
 
 def _stat_chunk(paths: Sequence[str]) -> Tuple[bytes, List[Tuple[int, str]]]:

@@ -462,10 +462,11 @@ def zoo_weights(name: str, checkpoint: Mapping[str, Any], path: str = "") -> Wei
             if _plain(value) != _plain(getattr(config, option)):
                 problems.append(f"{option} {value!r} (expected {getattr(config, option)!r})")
     if problems:
-        raise ValueError(
-            f"{where} does not look like zoo:{entry.name}: {', '.join(problems)}. Delete it "
-            f"and pass zoo:{entry.name} again to download it anew (or download it by hand "
-            f"from {entry.manual_url})")
+        problem = f"{where} does not look like zoo:{entry.name}: {', '.join(problems)}"
+        if path:
+            raise zoo.cached_file_error(entry.name, path, problem)
+        raise ValueError(f"{problem}: pass the file of zoo:{entry.name} (download it from "
+                         f"{entry.manual_url})")
     return Weights(f"zoo:{entry.name}", path, layout, config,
                    Preprocess.from_entry(entry.preprocess, "zoo entry"), state, {}, ALL_OPTIONS)
 
@@ -474,7 +475,11 @@ def _from_zoo(spec: str, arch: str | None, quiet: bool) -> Weights:
     entry = zoo.get_entry(spec)
     _check_arch(entry.arch, arch, f"zoo:{entry.name}")
     path = zoo.download_zoo(entry.name, quiet=quiet)
-    return zoo_weights(entry.name, _read(path), path)
+    try:
+        checkpoint = _read(path)
+    except ValueError as err:  # CheckpointFileError included: not a checkpoint
+        raise zoo.cached_file_error(entry.name, path, str(err)) from err
+    return zoo_weights(entry.name, checkpoint, path)
 
 
 def _clip(spec: str, arch: str, num_classes: int, camera_num: int,

@@ -27,10 +27,29 @@ How a download proceeds (:func:`download_zoo`):
    with bounded timeouts (:data:`CONNECT_TIMEOUT`, :data:`READ_TIMEOUT`) and :data:`RETRIES`
    retries; offline (no DNS, refused connection, timeout), its error becomes a RuntimeError that
    names the manual download and the local-path alternative, within seconds;
-3. the sha256 is checked when the entry has one, and a web page saved in place of the file
-   (Drive's quota page) is rejected; a rejected file is deleted;
-4. the file is renamed to ``<NAME>.pth`` (atomic on POSIX): a file under the final name is
-   always complete. A lock file serialises concurrent downloads of one name (e.g. DDP ranks).
+3. the file is verified (:func:`verify_download`): not a web page (Drive's quota page), the size
+   the server announced (Content-Length, as gdown reports it), the entry's sha256 when it has
+   one, and a complete torch archive (:func:`~tfclip_torchreid.utils.checkpoint.check_torch_file`:
+   the zip's central directory is there and every part matches its CRC-32, which also catches a
+   file cut short where the server announced no size); a rejected file is deleted;
+4. the file is renamed to ``<NAME>.pth`` (atomic on POSIX): a file under the final name was
+   verified. A ``.download`` file left by an earlier call (a crash before the rename) is verified
+   the same way without the network, and downloaded anew when it fails. A lock file serialises
+   concurrent downloads of one name (e.g. DDP ranks).
+
+A cached file that cannot be used (placed there by hand, or damaged since) is not replaced
+behind the user's back: the weights resolver's message names the cache file, says what is wrong
+with it and to delete it (``rm PATH``), after which ``zoo:NAME`` downloads it again. Moving it
+aside automatically would download hundreds of MB again from a quota-limited Drive after every
+mistake and could discard a file the user put there on purpose (the offline route above).
+
+The sha256 of the table: the CLIP-ReID authors publish none, and the files are on Google Drive,
+which no test here can reach, so the entries record none yet (an invented hash would reject the
+real file). A hash is filled in from a verified download: :func:`download_zoo` logs
+``saved PATH (N bytes, sha256 H; verified: ...)`` after checking the announced size and the
+archive; once the file also loads into the entry's model (``resolve_weights("zoo:NAME")``),
+``H`` goes into :data:`SHA256` under the entry's name, and from then on every download and every
+leftover ``.download`` file must match it.
 
 Example:
     >>> from tfclip_torchreid.models import zoo
@@ -52,20 +71,22 @@ import inspect
 import logging
 import os
 import os.path as osp
+import shlex
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Dict, List, Mapping, Tuple
 
 import torch
 
-from ..utils.checkpoint import preprocess_entry
+from ..utils.checkpoint import CheckpointFileError, check_torch_file, preprocess_entry
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "ZOO_PREFIX", "ZooEntry", "is_zoo", "list_zoo", "get_entry",
     "register_zoo_entry", "zoo_cache_dir", "zoo_cache_path",
-    "download_zoo", "CONNECT_TIMEOUT", "READ_TIMEOUT", "RETRIES",
+    "download_zoo", "verify_download", "cached_file_error", "CONNECT_TIMEOUT", "READ_TIMEOUT",
+    "RETRIES", "SHA256",
 ]
 
 ZOO_PREFIX = "zoo:"
@@ -163,6 +184,9 @@ _CLIPREID_DRIVE_IDS = {
     ("rn50", "market1501"): "1sBqCr5LxKcO9J2V0IvLQPb0wzwVzIZUp",
     ("rn50", "dukemtmcreid"): "1XXycuux__uDd9WKwaTAQ4W1RjLqnUphq",
 }
+#: sha256 of the zoo files by entry name, filled in from verified downloads only (see the module
+#: notes); none is recorded yet
+SHA256: Dict[str, str] = {}
 # variant -> (our arch, switches, normalisation)
 _CLIPREID_VARIANTS = {
     "vitb16": ("clipreid_vitb16", {"use_sie": False, "stride": 16}, _CLIP_MEAN_STD),
@@ -181,7 +205,7 @@ def _clipreid_entries() -> Dict[str, ZooEntry]:
         entries[name] = ZooEntry(
             name=name, arch=arch, dataset=tr_name, num_classes=num_classes,
             camera_num=camera_num, switches=switches, layout="clipreid", drive_id=drive_id,
-            pixel_mean=mean, pixel_std=std, source=_CLIPREID_SOURCE,
+            sha256=SHA256.get(name), pixel_mean=mean, pixel_std=std, source=_CLIPREID_SOURCE,
         )
     return entries
 
@@ -264,8 +288,19 @@ def _manual_hint(entry: ZooEntry, final: str) -> str:
     )
 
 
-def _gdown_options() -> Dict[str, Any]:
-    """Timeouts and retries, for the gdown releases that have them (>= 6.3)."""
+def cached_file_error(name: str, path: str, problem: str) -> ValueError:
+    """The error for a cached file of zoo entry ``name`` that cannot be used: ``problem``, then
+    which file it is and how to get a good one."""
+    entry = get_entry(name)
+    return ValueError(
+        f"{problem.rstrip('.')}. It is the cached copy of zoo:{entry.name}: delete it "
+        f"(rm {shlex.quote(path)}) and pass zoo:{entry.name} again to download it anew (or "
+        f"download it by hand from {entry.manual_url} and save it as {path})")
+
+
+def _gdown_options(announced: Dict[str, int | None]) -> Dict[str, Any]:
+    """Timeouts and retries, for the gdown releases that have them (>= 6.3), and a progress
+    callback that records the size the server announced in ``announced["size"]``."""
     import gdown
 
     params = inspect.signature(gdown.download).parameters
@@ -274,18 +309,23 @@ def _gdown_options() -> Dict[str, Any]:
         opts["timeout"] = (CONNECT_TIMEOUT, READ_TIMEOUT)
     if "retries" in params:
         opts["retries"] = RETRIES
+    if "progress" in params:
+        opts["progress"] = lambda done, total: announced.__setitem__("size", total)
     return opts
 
 
-def _fetch(entry: ZooEntry, staging: str, final: str, quiet: bool) -> None:
-    """Download ``entry`` to ``staging`` with gdown (resuming a partial file)."""
+def _fetch(entry: ZooEntry, staging: str, final: str, quiet: bool) -> int | None:
+    """Download ``entry`` to ``staging`` with gdown (resuming a partial file); returns the size
+    the server announced (None when it announced none)."""
     import gdown
 
     url = entry.download_url
     if not quiet:
         logger.info(f"=> zoo:{entry.name}: downloading {entry.manual_url} to {final}")
+    announced: Dict[str, int | None] = {"size": None}
     try:
-        gdown.download(url=url, output=staging, quiet=quiet, resume=True, **_gdown_options())
+        gdown.download(url=url, output=staging, quiet=quiet, resume=True,
+                       **_gdown_options(announced))
     except Exception as err:  # noqa: BLE001 - every gdown/requests failure gets the same advice
         raise RuntimeError(
             f"zoo:{entry.name}: download of {url} failed ({type(err).__name__}: {err}; "
@@ -296,26 +336,59 @@ def _fetch(entry: ZooEntry, staging: str, final: str, quiet: bool) -> None:
         ) from err
     if not osp.isfile(staging):  # pragma: no cover - gdown returns only after moving its file
         raise RuntimeError(f"zoo:{entry.name}: gdown finished without writing {staging}")
+    return announced["size"]
 
 
-def _publish(entry: ZooEntry, staging: str, final: str) -> str:
-    """Check the downloaded ``staging`` file and rename it to ``final``; returns its sha256."""
-    if _is_html(staging):
-        os.remove(staging)
+def verify_download(entry: ZooEntry, path: str, announced: int | None = None) -> List[str]:
+    """Check a downloaded file of ``entry``: not a web page, ``announced`` bytes (the server's
+    Content-Length) when known, the entry's sha256 when it has one, and a complete torch archive
+    (:func:`~tfclip_torchreid.utils.checkpoint.check_torch_file`). Returns what was verified
+    (of ``"size"``, ``"sha256"``, ``"archive"``); a file of the format before torch 1.6, which
+    has no archive to check, passes only on its size or hash.
+
+    Raises:
+        RuntimeError: what is wrong (the file is left where it is).
+    """
+    if _is_html(path):
         raise RuntimeError(
             f"zoo:{entry.name}: the server sent a web page instead of the checkpoint (Google "
-            f"Drive does this when a file's download quota is exceeded); it was deleted. "
-            f"Retry later, or {_manual_hint(entry, final)}"
-        )
-    digest = _sha256(staging)
-    if entry.sha256 is not None and digest != entry.sha256.lower():
+            "Drive does this when a file's download quota is exceeded)")
+    verified = []
+    size = osp.getsize(path)
+    if announced is not None:
+        if size != announced:
+            raise RuntimeError(f"zoo:{entry.name}: the download is incomplete: {size:,} of the "
+                               f"{announced:,} bytes the server announced")
+        verified.append("size")
+    if entry.sha256 is not None:
+        digest = _sha256(path)
+        if digest != entry.sha256.lower():
+            raise RuntimeError(f"zoo:{entry.name}: the downloaded file has sha256 {digest}, "
+                               f"expected {entry.sha256}")
+        verified.append("sha256")
+    try:
+        check_torch_file(path)
+        verified.append("archive")
+    except CheckpointFileError as err:
+        if err.kind != "legacy" or not verified:
+            raise RuntimeError(f"zoo:{entry.name}: the downloaded file is not a complete "
+                               f"checkpoint: {err}") from None
+    return verified
+
+
+def _publish(entry: ZooEntry, staging: str, final: str, announced: int | None) -> str:
+    """Verify ``staging`` (:func:`verify_download`; deleted when rejected) and rename it to
+    ``final``; returns the line to log."""
+    try:
+        verified = verify_download(entry, staging, announced)
+    except RuntimeError as err:
         os.remove(staging)
-        raise RuntimeError(
-            f"zoo:{entry.name}: the downloaded file has sha256 {digest}, expected "
-            f"{entry.sha256}; it was deleted. Retry, or {_manual_hint(entry, final)}"
-        )
-    os.replace(staging, final)  # atomic: the final name only ever holds a complete file
-    return digest
+        raise RuntimeError(f"{err}; it was deleted. Retry, or {_manual_hint(entry, final)}") \
+            from None
+    size, digest = osp.getsize(staging), _sha256(staging)
+    os.replace(staging, final)  # atomic: the final name only ever holds a verified file
+    return (f"=> zoo:{entry.name}: saved {final} ({size:,} bytes, sha256 {digest}; verified: "
+            f"{', '.join(verified)})")
 
 
 def download_zoo(name: str, quiet: bool = False) -> str:
@@ -331,9 +404,16 @@ def download_zoo(name: str, quiet: bool = False) -> str:
     with filelock.FileLock(final + ".lock"):
         if osp.isfile(final):  # another process finished it while we waited
             return final
-        if not osp.isfile(staging):  # a complete staging file is left only by a crash
-            _fetch(entry, staging, final, quiet)
-        digest = _publish(entry, staging, final)
+        saved = None
+        if osp.isfile(staging):  # left by a crash between the download and the rename
+            try:
+                saved = _publish(entry, staging, final, None)
+            except RuntimeError as err:
+                logger.warning(f"=> zoo:{entry.name}: {staging}, left by an earlier download, "
+                               f"failed its check ({str(err).split('; it was')[0]}); "
+                               "downloading it again")
+        if saved is None:
+            saved = _publish(entry, staging, final, _fetch(entry, staging, final, quiet))
     if not quiet:
-        logger.info(f"=> zoo:{entry.name}: saved {final} (sha256 {digest})")
+        logger.info(saved)
     return final

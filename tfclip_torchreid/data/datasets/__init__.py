@@ -37,6 +37,12 @@ Importing this package registers with torchreid's video-dataset registry (so tha
 :func:`num_splits` gives the number of train/test splits of a benchmark (10 for iLIDS-VID and
 PRID2011) for a driver that runs every split.
 
+Folders of frames without annotation files (``tools/embed.py``): :func:`folder_tracklets` reads
+the frames of one folder with the benchmarks' namings (:data:`NAMINGS`, each module's ``NAMING``):
+MARS and LS-VID person folders hold several tracklets told apart by the names, iLIDS-VID, PRID2011
+and DukeMTMC-VideoReID keep one tracklet per folder, and every Market-1501, DukeMTMC-reID or
+MSMT17 image is a tracklet of its own; :func:`parse_frame` reads one path.
+
 Example:
     >>> import tfclip_torchreid.data.datasets as ds
     >>> from tfclip_torchreid import compat
@@ -46,18 +52,23 @@ Example:
     1
     >>> ds.precheck_dataset("my_own_dataset", "/anywhere") is None  # unknown names: no check
     True
+    >>> found = ds.folder_tracklets(["0001/0001C1T0001F001.jpg", "0001/0001C1T0001F002.jpg",
+    ...                              "0001/0001C2T0001F001.jpg"])
+    >>> found.naming.title, [(t.name, len(t.paths), t.pid, t.camid) for t in found.tracklets]
+    ('MARS', [('0001C1T0001', 2, 1, 0), ('0001C2T0001', 1, 1, 1)])
 """
 
 from __future__ import annotations
 
 from types import ModuleType
-from typing import Dict, Tuple
+from typing import Dict, List, NamedTuple, Sequence, Tuple
 
 from ... import compat
+from ...utils.feature_files import Tracklet
 from ..errors import DataValidationError
 from . import dukemtmcreid, dukemtmcvidreid, ilidsvid, lsvid, market1501, mars, msmt17, prid2011
 from .ilidsvid import ILIDSVIDFirstHalfTrain
-from .layout import Layout, locate
+from .layout import FrameId, FrameNaming, Layout, locate
 from .lsvid import LSVID, LSVIDUnchunked, chunk_tracklets
 
 __all__ = [
@@ -76,6 +87,12 @@ __all__ = [
     "diagnose_dataset",
     "num_splits",
     "register_datasets",
+    "NAMINGS",
+    "FrameId",
+    "FrameNaming",
+    "FolderTracklets",
+    "parse_frame",
+    "folder_tracklets",
 ]
 
 #: the dataset modules by torchreid name
@@ -83,6 +100,9 @@ MODULES: Dict[str, ModuleType] = {m.LAYOUT.name: m for m in (
     mars, ilidsvid, prid2011, dukemtmcvidreid, lsvid, market1501, msmt17, dukemtmcreid)}
 #: the expected layouts by torchreid name
 LAYOUTS: Dict[str, Layout] = {name: m.LAYOUT for name, m in MODULES.items()}
+#: the benchmarks' frame namings, in the order :func:`folder_tracklets` tries them
+NAMINGS: Tuple[FrameNaming, ...] = tuple(m.NAMING for m in (
+    mars, lsvid, ilidsvid, prid2011, dukemtmcvidreid, market1501, dukemtmcreid, msmt17))
 #: registered names that share a benchmark's files
 ALIASES: Dict[str, str] = {
     "lsvid_unchunked": "lsvid",
@@ -224,3 +244,63 @@ def num_splits(name: str, root: str) -> int:
         return 1
     ddir, _ = resolve_layout(name, root)
     return count(ddir)
+
+
+# ---------------------------------------------------------------------------------- folders
+class FolderTracklets(NamedTuple):
+    """The tracklets of one folder's frames (:func:`folder_tracklets`).
+
+    Attributes:
+        naming: the naming that reads every frame (None: no benchmark's naming does).
+        tracklets: the tracklets in the order of their first frame, each named by its key under
+            ``naming`` (``0001C1T0001``), frames in the given order; without a naming, one
+            tracklet named ``""`` (pid -1, camera 0).
+        partly: a naming that reads some frames but not all (then ``naming`` is None), with
+            ``unread``, the frames it does not read.
+    """
+
+    naming: FrameNaming | None
+    tracklets: List[Tracklet]
+    partly: FrameNaming | None = None
+    unread: Tuple[str, ...] = ()
+
+
+def parse_frame(path: str) -> Tuple[FrameNaming, FrameId] | None:
+    """The first naming of :data:`NAMINGS` that reads ``path``, and what it reads; None if none.
+
+    Example:
+        >>> naming, fid = parse_frame("0002_c3s1_000451_03.jpg")
+        >>> naming.title, fid.pid, fid.camid
+        ('Market-1501', 2, 2)
+    """
+    for naming in NAMINGS:
+        fid = naming.parse(path)
+        if fid is not None:
+            return naming, fid
+    return None
+
+
+def folder_tracklets(paths: Sequence[str]) -> FolderTracklets:
+    """The tracklets of the frames ``paths`` of one folder: grouped by the tracklet their names
+    say under the first naming of :data:`NAMINGS` that reads every one of them (MARS: the
+    person, camera and tracklet fields; Market-1501: each image alone; ...), else one tracklet.
+
+    Example:
+        >>> folder_tracklets(["a/frame_1.png", "a/frame_2.png"]).tracklets
+        [Tracklet(name='', paths=('a/frame_1.png', 'a/frame_2.png'), pid=-1, camid=0)]
+    """
+    paths = list(paths)
+    best: Tuple[int, FrameNaming | None, List[str]] = (0, None, [])
+    for naming in NAMINGS:
+        ids = [naming.parse(p) for p in paths]
+        unread = [p for p, fid in zip(paths, ids) if fid is None]
+        if not unread:
+            groups: Dict[FrameId, List[str]] = {}
+            for p, fid in zip(paths, ids):
+                groups.setdefault(fid, []).append(p)
+            return FolderTracklets(naming, [Tracklet(fid.tracklet, tuple(ps), fid.pid, fid.camid)
+                                            for fid, ps in groups.items()])
+        if len(paths) - len(unread) > best[0]:
+            best = (len(paths) - len(unread), naming, unread)
+    whole = [Tracklet("", tuple(paths), -1, 0)] if paths else []
+    return FolderTracklets(None, whole, best[1], tuple(best[2]))

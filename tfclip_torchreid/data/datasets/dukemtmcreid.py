@@ -5,25 +5,30 @@ and so are its checks (:mod:`.market1501`).
 :func:`precheck` (before torchreid parses): no folder path matching ``<pid>_c<camera>`` (torchreid
 would read every image as that pid and camera; it has no pid range to stop it). :func:`diagnose`
 (after torchreid's parser failed): names that do not match, cameras outside 1..8.
+:data:`NAMING` reads an image path (:func:`frame_id`): every image is a tracklet of its own.
 
 Example:
     >>> LAYOUT.dirnames
     ('dukemtmc-reid',)
+    >>> frame_id("query/0005_c2_f0046985.jpg")
+    FrameId(tracklet='0005_c2_f0046985.jpg', pid=5, camid=1)
 """
 
 from __future__ import annotations
 
 import os.path as osp
+import re
 
-from .layout import Layout
+from .layout import FrameId, FrameNaming, Layout
 from .market1501 import (
     SPLIT_DIRS,
+    image_frame_id,
     image_name_problems,
     path_pattern_problems,
     raise_image_problems,
 )
 
-__all__ = ["LAYOUT", "precheck", "diagnose"]
+__all__ = ["LAYOUT", "NAMING", "precheck", "diagnose", "frame_id"]
 
 SUBDIR = "DukeMTMC-reID"
 NUM_CAMS = 8
@@ -45,6 +50,20 @@ LAYOUT = Layout(
         "is offline; the DukeMTMC data was withdrawn by its creators)"
     ),
 )
+
+#: an image name ``<pid>_c<camera>_f<frame>.jpg``
+IMAGE_NAME = re.compile(r"^([0-9]+)_c([0-9]+)_f[0-9]+\.[A-Za-z]+$")
+
+
+def frame_id(path: str) -> FrameId | None:
+    """A DukeMTMC-reID image path as a one-image tracklet with its pid and 0-based camera;
+    None for another name."""
+    return image_frame_id(IMAGE_NAME, path)
+
+
+NAMING = FrameNaming(
+    title=LAYOUT.title, example="bounding_box_test/0005_c2_f0046985.jpg", parse=frame_id,
+    rule="every image on its own", images=True)
 
 
 def precheck(ddir: str) -> None:

@@ -14,10 +14,13 @@ stops on with a bare ``AssertionError``.
 
 :class:`ILIDSVIDFirstHalfTrain` (registered as ``ilidsvid_first_half_train``) trains on the first
 half of each ``ls_set`` row, as the TF-CLIP authors' loader does (docs/datasets.md#ilids-vid).
+:data:`NAMING` reads a frame path (:func:`frame_id`): one folder per camera and person.
 
 Example:
     >>> LAYOUT.dirnames, LAYOUT.synthetic
     (('ilids-vid',), True)
+    >>> frame_id("sequences/cam2/person014/cam2_person014_00317.png")
+    FrameId(tracklet='cam2_person014', pid=14, camid=1)
     >>> num_splits("reid-data/ilids-vid")  # doctest: +SKIP
     10
 """
@@ -28,18 +31,19 @@ import glob
 import json
 import os
 import os.path as osp
+import re
 from typing import Any, Dict, Iterable, List
 
 import numpy as np
 
 from ... import compat
 from ..errors import DataValidationError, raise_listed
-from .layout import Layout
+from .layout import FrameId, FrameNaming, Layout
 from .matfile import load_array, savemat
 from .writing import PlannedTracklet
 
-__all__ = ["LAYOUT", "ILIDSVIDFirstHalfTrain", "num_splits", "precheck", "diagnose", "write",
-           "read_splits"]
+__all__ = ["LAYOUT", "NAMING", "ILIDSVIDFirstHalfTrain", "num_splits", "precheck", "diagnose",
+           "write", "read_splits", "frame_id"]
 
 LAYOUT = Layout(
     name="ilidsvid",
@@ -68,6 +72,28 @@ LAYOUT = Layout(
 
 SPLIT_MAT = osp.join("train-test people splits", "train_test_splits_ilidsvid.mat")
 _SEQUENCES = osp.join("i-LIDS-VID", "sequences")
+#: a frame name ``cam<c>_person<NNN>_<frame>.png``
+FRAME_NAME = re.compile(r"^(cam([0-9]+)_person([0-9]+))_[0-9]+\.png$")
+
+
+def frame_id(path: str) -> FrameId | None:
+    """Tracklet (camera and person), pid and 0-based camera of an iLIDS-VID frame path; None
+    for another name.
+
+    Example:
+        >>> frame_id("cam1_person001_00317.png").pid, frame_id("0001.png")
+        (1, None)
+    """
+    m = FRAME_NAME.match(osp.basename(path))
+    if m is None:
+        return None
+    return FrameId(m.group(1), int(m.group(3)), max(int(m.group(2)) - 1, 0))
+
+
+NAMING = FrameNaming(
+    title=LAYOUT.title, example="cam1/person001/cam1_person001_00317.png", parse=frame_id,
+    rule="the name's camera and person: cam1_person001_00317.png -> cam1_person001",
+    tracklet_folders=True)
 
 _iLIDSVID = compat.video_dataset_registry()["ilidsvid"]
 

@@ -8,7 +8,10 @@ leaves an empty folder behind, so the next run fails with a different message), 
 expected tree and says where the data comes from (docs/torchreid.md#dataset-downloads;
 docs/datasets.md). It only ``stat``\\ s paths; the files themselves are read by the parsers.
 
-Each dataset module (``mars.py``, ``lsvid.py``, ...) holds one :class:`Layout` as ``LAYOUT``.
+Each dataset module (``mars.py``, ``lsvid.py``, ...) holds one :class:`Layout` as ``LAYOUT``;
+the modules whose frames carry identity, camera and tracklet in their names also hold one
+:class:`FrameNaming` as ``NAMING`` (how a frame path reads under the benchmark's naming, used to
+find the tracklets of a plain folder of frames: :func:`~tfclip_torchreid.data.datasets.folder_tracklets`).
 
 Example:
     >>> from tfclip_torchreid.data.datasets import mars
@@ -22,9 +25,9 @@ from __future__ import annotations
 
 import os.path as osp
 from dataclasses import dataclass
-from typing import List, Tuple
+from typing import Callable, List, NamedTuple, Tuple
 
-__all__ = ["Layout", "locate"]
+__all__ = ["Layout", "locate", "FrameId", "FrameNaming"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,39 @@ class Layout:
     tree: str
     source: str
     synthetic: bool = False
+
+
+class FrameId(NamedTuple):
+    """What a frame's path says under a benchmark's naming: the tracklet it belongs to (a key
+    unique among the frames of its folder, e.g. ``0001C1T0001`` for MARS), the identity (-1 for
+    junk) and the 0-based camera."""
+
+    tracklet: str
+    pid: int
+    camid: int
+
+
+@dataclass(frozen=True)
+class FrameNaming:
+    """How one benchmark names its frames.
+
+    Attributes:
+        title: the benchmark (``MARS``).
+        example: a frame path in this naming (``0001/0001C1T0001F001.jpg``).
+        rule: how the tracklet is read, for people (``the tracklet field T ...``).
+        parse: ``parse(path) -> FrameId | None`` (None: the path does not follow this naming).
+        tracklet_folders: the benchmark keeps each tracklet in a folder of its own (iLIDS-VID,
+            PRID2011, DukeMTMC-VideoReID); otherwise several tracklets share a folder and the
+            names tell them apart (MARS, LS-VID).
+        images: every image is a tracklet of its own (Market-1501, DukeMTMC-reID, MSMT17).
+    """
+
+    title: str
+    example: str
+    rule: str
+    parse: Callable[[str], FrameId | None]
+    tracklet_folders: bool = False
+    images: bool = False
 
 
 def _exists(path: str) -> bool:

@@ -29,8 +29,12 @@ has data. ``train_chunk=0`` (registered as ``lsvid_unchunked``) keeps the plain 
 Nothing is written into the dataset folder (the authors' loader caches JSON files with absolute
 paths there). The parser names the file and line of anything it cannot read, so there is no
 separate pre-check beyond the layout (:data:`LAYOUT`); :func:`write` lays out a synthetic copy.
+:data:`NAMING` reads a frame path without the list files (:func:`frame_id`): the frames of one
+person folder belong to several tracklets, each the files of one list prefix.
 
 Example:
+    >>> frame_id("tracklet_test/0002/0002_003_07_0011.jpg")
+    FrameId(tracklet='0002_003_07', pid=2, camid=6)
     >>> import tfclip_torchreid  # registers "lsvid"
     >>> from tfclip_torchreid import compat
     >>> dm = compat.VideoDataManager(root="reid-data", sources="lsvid")  # doctest: +SKIP
@@ -42,20 +46,21 @@ import bisect
 import logging
 import os
 import os.path as osp
+import re
 import warnings
 from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
 from ... import compat
-from .layout import Layout, locate
+from .layout import FrameId, FrameNaming, Layout, locate
 from .matfile import write_matlab_v73
 from .writing import PlannedTracklet, assign_tids, counts
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LAYOUT", "LSVID", "LSVIDUnchunked", "chunk_tracklets", "read_query_indices",
-           "read_list", "write"]
+__all__ = ["LAYOUT", "NAMING", "LSVID", "LSVIDUnchunked", "chunk_tracklets",
+           "read_query_indices", "read_list", "frame_id", "write"]
 
 Tracklet = Tuple[Tuple[str, ...], int, int]
 
@@ -84,6 +89,31 @@ LAYOUT = Layout(
            "(Li et al., Global-Local Temporal Representations, ICCV 2019)",
     synthetic=True,
 )
+
+
+#: a frame name ``<pid>_<tracklet>_<camera>_<frame>`` (the list prefix is all but the frame)
+FRAME_NAME = re.compile(r"^(([0-9]+|junk)_[0-9]+_([0-9]+))_[0-9]+\.[A-Za-z]+$")
+
+
+def frame_id(path: str) -> FrameId | None:
+    """Tracklet (the list prefix without its folder), pid and 0-based camera of an LS-VID frame
+    path: ``<pid>/<pid>_<tracklet>_<camera>_<frame>.jpg`` (the folder is the pid, or ``junk``);
+    None for another path.
+
+    Example:
+        >>> frame_id("0002/0002_003_07_0011.jpg").camid, frame_id("x/0002_003_07_0011.jpg")
+        (6, None)
+    """
+    m = FRAME_NAME.match(osp.basename(path))
+    if m is None or osp.basename(osp.dirname(osp.abspath(path))) != m.group(2):
+        return None
+    pid = -1 if m.group(2) == "junk" else int(m.group(2))
+    return FrameId(m.group(1), pid, max(int(m.group(3)) - 1, 0))
+
+
+NAMING = FrameNaming(
+    title=LAYOUT.title, example="tracklet_test/0002/0002_003_07_0011.jpg", parse=frame_id,
+    rule="the name without its frame field: 0002_003_07_0011.jpg -> 0002_003_07")
 
 
 def read_list(path: str) -> List[Tuple[str, int]]:

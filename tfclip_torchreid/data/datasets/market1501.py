@@ -13,11 +13,15 @@ names do not match the pattern (torchreid: ``'NoneType' object has no attribute 
 whose camera / pid is out of range (a bare ``AssertionError``), and split folders without a
 usable image (an ``IndexError`` in torchreid's dataset class).
 
+:data:`NAMING` reads an image path (:func:`frame_id`): every image is a tracklet of its own.
+
 Example:
     >>> LAYOUT.dirnames, LAYOUT.synthetic
     (('market1501',), True)
     >>> PID_CAM.search("0002_c1s1_000451_03.jpg").groups()
     ('0002', '1')
+    >>> frame_id("query/0002_c3s1_000451_03.jpg")
+    FrameId(tracklet='0002_c3s1_000451_03.jpg', pid=2, camid=2)
 """
 
 from __future__ import annotations
@@ -29,11 +33,11 @@ import re
 from typing import Any, Dict, List, Tuple
 
 from ..errors import raise_listed
-from .layout import Layout
+from .layout import FrameId, FrameNaming, Layout
 from .writing import PlannedTracklet, assign_tids, image_counts
 
-__all__ = ["LAYOUT", "SUBDIR", "SPLIT_DIRS", "PID_CAM", "precheck", "diagnose", "write",
-           "path_pattern_problems", "image_name_problems"]
+__all__ = ["LAYOUT", "NAMING", "SUBDIR", "SPLIT_DIRS", "PID_CAM", "precheck", "diagnose", "write",
+           "path_pattern_problems", "image_name_problems", "frame_id", "image_frame_id"]
 
 #: the versioned folder inside ``<root>/market1501`` (Market-1501-v15.09.15.zip)
 SUBDIR = "Market-1501-v15.09.15"
@@ -67,6 +71,35 @@ LAYOUT = Layout(
 
 NUM_CAMS = 6
 MAX_PID = 1501
+#: an image name ``<pid>_c<camera>s<sequence>_<frame>_<box>.jpg`` (pid -1: junk)
+IMAGE_NAME = re.compile(r"^(-1|[0-9]+)_c([0-9])s[0-9]+_[0-9]+_[0-9]+\.[A-Za-z]+$")
+
+
+def image_frame_id(pattern: re.Pattern, path: str) -> FrameId | None:
+    """The image as a one-image tracklet (its file name), with the pid and 0-based camera of
+    ``pattern``'s groups 1 and 2; None when the name does not match. Shared by the image
+    datasets (Market-1501, DukeMTMC-reID, MSMT17)."""
+    name = osp.basename(path)
+    m = pattern.match(name)
+    if m is None:
+        return None
+    return FrameId(name, int(m.group(1)), max(int(m.group(2)) - 1, 0))
+
+
+def frame_id(path: str) -> FrameId | None:
+    """A Market-1501 image path as a one-image tracklet with its pid and 0-based camera; None
+    for another name.
+
+    Example:
+        >>> frame_id("-1_c1s1_000001_00.jpg").pid, frame_id("0001C1T0001F001.jpg")
+        (-1, None)
+    """
+    return image_frame_id(IMAGE_NAME, path)
+
+
+NAMING = FrameNaming(
+    title=LAYOUT.title, example="bounding_box_test/0002_c1s1_000451_03.jpg", parse=frame_id,
+    rule="every image on its own", images=True)
 
 
 # ---------------------------------------------------------------------------------- checks

@@ -12,9 +12,14 @@ some broken rows *silently* (a range past the end of the name list is cut short;
 0 wraps to the last test row), so the info files are read here first even though torchreid reads
 them again (about a second on the real data).
 
+:data:`NAMING` reads a frame path without the info files (:func:`frame_id`): the frames of one
+person folder belong to several tracklets, told apart by the name's tracklet field.
+
 Example:
     >>> LAYOUT.dirnames, LAYOUT.synthetic
     (('mars',), True)
+    >>> frame_id("bbox_test/0001/0001C1T0002F017.jpg")
+    FrameId(tracklet='0001C1T0002', pid=1, camid=0)
     >>> precheck("/data/reid/mars")  # doctest: +SKIP
 """
 
@@ -22,16 +27,17 @@ from __future__ import annotations
 
 import os
 import os.path as osp
+import re
 from typing import Any, Dict, List
 
 import numpy as np
 
 from ..errors import DataValidationError, raise_listed
-from .layout import Layout
+from .layout import FrameId, FrameNaming, Layout
 from .matfile import load_int_array, savemat
 from .writing import PlannedTracklet, assign_tids, counts
 
-__all__ = ["LAYOUT", "precheck", "write"]
+__all__ = ["LAYOUT", "NAMING", "FRAME_NAME", "frame_id", "precheck", "write"]
 
 LAYOUT = Layout(
     name="mars",
@@ -64,6 +70,28 @@ LAYOUT = Layout(
 
 #: torchreid's camera range (``assert 1 <= camid <= 6``)
 NUM_CAMS = 6
+#: a frame name: person (4 digits; ``00-1`` junk, ``0000`` distractors), camera, tracklet, frame
+FRAME_NAME = re.compile(r"^((\d{4}|00-1)C(\d+)T(\d+))F\d+\.[A-Za-z]+$")
+
+
+def frame_id(path: str) -> FrameId | None:
+    """Tracklet (person, camera and tracklet fields), pid and 0-based camera of a MARS frame
+    path; None for another name.
+
+    Example:
+        >>> frame_id("00-1C6T0002F010.jpg"), frame_id("frame_0001.jpg")
+        (FrameId(tracklet='00-1C6T0002', pid=-1, camid=5), None)
+    """
+    m = FRAME_NAME.match(osp.basename(path))
+    if m is None:
+        return None
+    pid = -1 if m.group(2) == "00-1" else int(m.group(2))
+    return FrameId(m.group(1), pid, max(int(m.group(3)) - 1, 0))
+
+
+NAMING = FrameNaming(
+    title=LAYOUT.title, example="0001/0001C1T0001F001.jpg", parse=frame_id,
+    rule="the name's person, camera and tracklet fields: 0001C1T0001F001.jpg -> 0001C1T0001")
 
 
 # ---------------------------------------------------------------------------------- pre-check

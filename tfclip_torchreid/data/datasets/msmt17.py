@@ -13,22 +13,27 @@ torchreid will take is the complete one; :func:`diagnose` (after torchreid's par
 typically ``ValueError: not enough values to unpack`` or ``IndexError: list index out of range``,
 naming no file) names the list file, line and value: a line that is not ``"<path> <pid>"``, a pid
 that is not an integer, a name without its camera field, a camera outside 1..15, a listed image
-that does not exist.
+that does not exist. :data:`NAMING` reads an image path (:func:`frame_id`): every image is a
+tracklet of its own.
 
 Example:
     >>> LAYOUT.dirnames, [v[0] for v in LAYOUT.variants]
     (('msmt17',), ['MSMT17_V1/train/', 'MSMT17_V2/mask_train_v2/'])
+    >>> frame_id("test/0002/0002_003_12_0303afternoon_0069_0.jpg").camid
+    11
 """
 
 from __future__ import annotations
 
 import os.path as osp
+import re
 from typing import List, Tuple
 
 from ..errors import raise_listed
-from .layout import Layout
+from .layout import FrameId, FrameNaming, Layout
+from .market1501 import image_frame_id
 
-__all__ = ["LAYOUT", "VERSIONS", "LISTS", "precheck", "diagnose"]
+__all__ = ["LAYOUT", "NAMING", "VERSIONS", "LISTS", "precheck", "diagnose", "frame_id"]
 
 #: version folder -> (train folder, test folder), in torchreid's order of preference
 VERSIONS: Tuple[Tuple[str, str, str], ...] = (("MSMT17_V1", "train", "test"),
@@ -60,6 +65,20 @@ LAYOUT = Layout(
         └── list_gallery.txt""",
     source="on request from PKU's VMC lab, http://www.pkuvmc.com/publications/msmt17.html",
 )
+
+#: an image name ``<pid>_<seq>_<camera>_<date><time of day>_<frame>_<n>.jpg``
+IMAGE_NAME = re.compile(r"^([0-9]{4})_[0-9]+_([0-9]{2})_[0-9]{4}[a-z]+_[0-9]+_[0-9]+\.[A-Za-z]+$")
+
+
+def frame_id(path: str) -> FrameId | None:
+    """An MSMT17 image path as a one-image tracklet with its pid and 0-based camera (3rd field,
+    as torchreid reads it); None for another name."""
+    return image_frame_id(IMAGE_NAME, path)
+
+
+NAMING = FrameNaming(
+    title=LAYOUT.title, example="test/0000/0000_000_01_0303morning_0015_0.jpg", parse=frame_id,
+    rule="every image on its own", images=True)
 
 
 def _version(ddir: str) -> Tuple[str, str, str]:
