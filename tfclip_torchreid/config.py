@@ -100,6 +100,9 @@ def get_default_config() -> CN:
     cfg.train.warmup_factor = 0.1
     cfg.train.milestones = [30, 50]
     cfg.train.gamma = 0.1
+    # where the schedule steps (optim.STEP_AT): auto = the method's reference, CLIP-ReID's stage 2
+    # (models with model.memory_source text) at the top of each epoch, TF-CLIP's after it
+    cfg.train.lr_step_at = "auto"
     cfg.train.print_freq = 20
     cfg.train.seed = 1234
     cfg.train.amp = "auto"  # auto (bf16 on GPU, fp32 on CPU) | bf16 | fp16 | off

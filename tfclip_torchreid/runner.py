@@ -51,7 +51,7 @@ from .losses import TFCLIPLoss
 from .models.config import option_fields
 from .models.factory import DEFAULT_ARCH, create_model, list_archs, model_config
 from .models.weights import Weights, load_model_weights, resolve_weights
-from .optim import WarmupMultiStepLR, build_tfclip_optimizer
+from .optim import STEP_AT, WarmupMultiStepLR, build_tfclip_optimizer
 from .testing import FORMATS as SYNTHETIC_FORMATS
 from .testing import make_synthetic_dataset
 from .utils import distributed as du
@@ -252,7 +252,8 @@ def check_config(cfg: CfgNode, weights: Weights | None = None,
     model_config(arch, 1, 0, image_size=(cfg.data.height, cfg.data.width),
                  **model_overrides(cfg))  # validates every option and its choices
     for key, value, choices in (("train.amp", str(cfg.train.amp).lower(), AMP_MODES),
-                                ("test.dist_metric", cfg.test.dist_metric, DIST_METRICS)):
+                                ("test.dist_metric", cfg.test.dist_metric, DIST_METRICS),
+                                ("train.lr_step_at", cfg.train.lr_step_at, ("auto", *STEP_AT))):
         if value not in choices:
             raise ValueError(f"{key} must be one of {'|'.join(choices)}, got {value!r}")
     if cfg.test.evaluate and not cfg.model.load_weights and not resume_path(cfg):
@@ -361,7 +362,8 @@ def build_engine(cfg: CfgNode, weights: Weights | None = None,
         weight_decay_bias=t.weight_decay_bias, large_fc_lr=t.large_fc_lr,
         fc_lr_factor=t.fc_lr_factor, temporal_lr_factor=t.temporal_lr_factor)
     scheduler = WarmupMultiStepLR(optimizer, milestones=tuple(t.milestones), gamma=t.gamma,
-                                  warmup_factor=t.warmup_factor, warmup_epochs=t.warmup_epochs)
+                                  warmup_factor=t.warmup_factor, warmup_epochs=t.warmup_epochs,
+                                  step_at=lr_step_at(cfg, model))
     loss = cfg.loss
     criterion = TFCLIPLoss(
         num_classes=model.num_classes, id_weight=loss.id_weight,
@@ -379,6 +381,15 @@ def build_engine(cfg: CfgNode, weights: Weights | None = None,
         save_features=cfg.test.save_features)
     engine.epochs_done = epochs_done  # the weights' epochs (results.json says which model)
     return engine
+
+
+def lr_step_at(cfg: CfgNode, model: torch.nn.Module) -> str:
+    """Where the stage-2 schedule steps (:data:`~tfclip_torchreid.optim.STEP_AT`):
+    ``train.lr_step_at``, whose ``auto`` follows the method's reference: CLIP-ReID's processors
+    step at the top of each epoch (models with ``memory_source="text"``), TF-CLIP's after it."""
+    if cfg.train.lr_step_at != "auto":
+        return cfg.train.lr_step_at
+    return "start" if model.cfg.memory_source == "text" else "end"
 
 
 # ---------------------------------------------------------------------------------- running
