@@ -22,6 +22,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import torch  # noqa: E402
 from torch.utils.data import DataLoader, Subset  # noqa: E402
 
+from tfclip_torchreid import cli  # noqa: E402
 from tfclip_torchreid.engine.extraction import extract_features  # noqa: E402
 from tfclip_torchreid.runner import (  # noqa: E402
     build_engine,
@@ -95,4 +96,4 @@ def _run(argv: list[str] | None = None) -> list[dict]:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli.run(main))
