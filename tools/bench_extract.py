@@ -29,6 +29,7 @@ from tfclip_torchreid.runner import (  # noqa: E402
     build_parser,
     config_from_args,
     ensure_synthetic,
+    parse_args,
 )
 from tfclip_torchreid.utils.logger import console_logging  # noqa: E402
 
@@ -61,7 +62,7 @@ def _run(argv: list[str] | None = None) -> list[dict]:
     p = build_parser()
     p.description = __doc__
     p.add_argument("--limit", type=int, default=0, help="use only the first N tracklets of each set")
-    args = p.parse_args(argv)
+    args = parse_args(argv, p)
     limit = args.limit
     cfg = config_from_args(args)
     if cfg.data.synthetic:
