@@ -43,18 +43,20 @@ def run(main: Callable[[list], Any], argv: Sequence[str] | None = None,
     Args:
         main: the tool's ``main(argv)``.
         argv: the arguments (default ``sys.argv[1:]``); ``--debug`` is taken out of them.
-        interrupted_hint: what to say after Ctrl-C (e.g. how to resume).
+        interrupted_hint: what to say after Ctrl-C (e.g. how to resume), unless ``main`` says
+            it: a ``KeyboardInterrupt`` raised with a message (``main`` knows the run's
+            folders) is printed instead.
     """
     args = list(sys.argv[1:] if argv is None else argv)
     debug = DEBUG_FLAG in args or os.environ.get("TFCLIP_DEBUG", "") not in ("", "0")
     args = [a for a in args if a != DEBUG_FLAG]
     try:
         return _status(main(args))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
         if debug:
             raise
-        sys.stderr.write("\ninterrupted" + (f": {interrupted_hint}" if interrupted_hint else "")
-                         + "\n")
+        hint = str(err) or interrupted_hint
+        sys.stderr.write("\ninterrupted" + (f": {hint}" if hint else "") + "\n")
         return 130
     except SystemExit:
         raise

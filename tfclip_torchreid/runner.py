@@ -31,13 +31,13 @@ import os
 import os.path as osp
 import sys
 import time
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from yacs.config import CfgNode
 
 from . import compat
-from .config import get_default_config, merge_config_file
+from .config import get_default_config, looks_like_key, merge_config_file, merge_options
 from .data.datamanager import build_datamanager
 from .data.datasets import num_splits
 from .data.tracklet_checks import check_test_cameras
@@ -50,18 +50,28 @@ from .engine.v2m_engine import VideoV2MEngine
 from .losses import TFCLIPLoss
 from .models.config import option_fields
 from .models.factory import DEFAULT_ARCH, create_model, list_archs, model_config
-from .models.weights import Weights, load_model_weights, resolve_weights
-from .optim import WarmupMultiStepLR, build_tfclip_optimizer
+from .models.weights import OPENAI, Weights, load_model_weights, resolve_weights
+from .optim import STEP_AT, WarmupMultiStepLR, build_tfclip_optimizer
 from .testing import FORMATS as SYNTHETIC_FORMATS
 from .testing import make_synthetic_dataset
 from .utils import distributed as du
 from .utils.checkpoint import save_json
 from .utils.logger import console_logging
+from .utils.run_lock import RunLock
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["build_parser", "config_from_args", "command_line_keys", "check_config",
-           "run_weights", "build_engine", "run_engine", "run_from_config", "main"]
+__all__ = ["build_parser", "parse_args", "config_from_args", "command_line_keys",
+           "check_config", "run_weights", "build_engine", "run_engine", "run_from_config",
+           "main", "RESUME_HINT"]
+
+#: what to do after an interrupted training (tools/train.py prints it after Ctrl-C)
+RESUME_HINT = ("the last finished epoch is in <save_dir>/checkpoints/latest.pth: run the same "
+               "command with --resume auto to continue from it")
+
+#: the flags that take one or more dataset names
+LIST_FLAGS = {"-s": "--sources", "--sources": "--sources", "-t": "--targets",
+              "--targets": "--targets"}
 
 #: command-line flag -> config key (flags win over the config file)
 FLAG_KEYS = {
@@ -82,8 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
                f"(see models/config.py): {options}.")
     p.add_argument("--config-file", type=str, default="", help="path to a yaml config")
     p.add_argument("--arch", type=str, default="", help="model name, e.g. tfclip_vitb16")
-    p.add_argument("-s", "--sources", type=str, nargs="+", help="source datasets")
-    p.add_argument("-t", "--targets", type=str, nargs="+", help="target datasets")
+    p.add_argument("-s", "--sources", type=str, nargs="+", action="extend",
+                   help="source datasets (up to the next flag or KEY)")
+    p.add_argument("-t", "--targets", type=str, nargs="+", action="extend",
+                   help="target datasets (up to the next flag or KEY)")
     p.add_argument("--root", type=str, default="", help="root path to data directory")
     p.add_argument("--save-dir", type=str, default="", help="where logs and checkpoints go")
     p.add_argument("--weights", type=str, default="",
@@ -94,6 +106,54 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--synthetic", action="store_true", help="generate synthetic data under --root")
     p.add_argument("opts", nargs="*", default=[], help="config options: KEY VALUE ...")
     return p
+
+
+def split_list_flags(argv: Sequence[str]) -> list[str]:
+    """``-s`` / ``-t`` take dataset names up to the next flag or config key, so that flags and
+    ``KEY VALUE`` options come in any order: ``-s mars train.batch_size 8`` is ``-s mars`` and
+    the option ``train.batch_size 8`` (argparse alone would take all three words as dataset
+    names). Returns ``argv`` with each name as ``--sources=NAME`` / ``--targets=NAME``; raises
+    ``ValueError`` for a flag without a name.
+
+    Example:
+        >>> split_list_flags(["-s", "mars", "lsvid", "train.lr", "1", "-t", "mars", "--root", "x"])
+        ['--sources=mars', '--sources=lsvid', 'train.lr', '1', '--targets=mars', '--root', 'x']
+    """
+    out: list[str] = []
+    flag, named = None, False
+    for i, token in enumerate([*argv, None]):
+        if token == "--":
+            out.extend(argv[i:])
+            break
+        if flag and token is not None and not token.startswith("-") and not looks_like_key(token):
+            out.append(f"{LIST_FLAGS[flag]}={token}")
+            named = True
+            continue
+        if flag and not named:
+            raise ValueError(f"argument {flag}: expected one or more dataset names, got "
+                             f"{'nothing' if token is None else repr(token)}")
+        flag, named = (token, False) if token in LIST_FLAGS else (None, False)
+        if flag is None and token is not None:
+            out.append(token)
+    return out
+
+
+def parse_args(argv: Sequence[str] | None = None,
+               parser: argparse.ArgumentParser | None = None) -> argparse.Namespace:
+    """``tools/train.py``'s command line (default ``sys.argv[1:]``): flags and ``KEY VALUE``
+    options in any order (:func:`split_list_flags`); a usage error exits like argparse's.
+
+    Example:
+        >>> args = parse_args(["-s", "mars", "train.batch_size", "8", "--arch", "tfclip_tiny"])
+        >>> args.sources, args.opts, args.arch
+        (['mars'], ['train.batch_size', '8'], 'tfclip_tiny')
+    """
+    parser = parser or build_parser()
+    try:
+        argv = split_list_flags(sys.argv[1:] if argv is None else argv)
+    except ValueError as err:
+        parser.error(str(err))
+    return parser.parse_intermixed_args(argv)
 
 
 def config_from_args(args: argparse.Namespace) -> CfgNode:
@@ -109,14 +169,7 @@ def config_from_args(args: argparse.Namespace) -> CfgNode:
         if value:
             section, name = key.split(".")
             setattr(getattr(cfg, section), name, value)
-    opts = list(args.opts or [])
-    if len(opts) % 2:
-        raise ValueError(f"config options must be KEY VALUE pairs, got {opts}")
-    try:
-        cfg.merge_from_list(opts)
-    except (KeyError, AssertionError) as err:
-        raise ValueError(f"bad config option in {opts}: {err}") from err
-    return cfg
+    return merge_options(cfg, list(args.opts or []))
 
 
 def command_line_keys(args: argparse.Namespace) -> frozenset[str]:
@@ -206,14 +259,15 @@ def _norm_value(mean: tuple, std: tuple) -> Any:
     return [list(mean), list(std)]
 
 
-def data_from_weights(cfg: CfgNode, weights: Weights | None,
-                      explicit: frozenset[str] | None = None) -> CfgNode:
-    """Evaluating or resuming (not fine-tuning) the weights: ``cfg`` with the frame size of
-    their model and the normalisation they record (``preprocess``; old files and plain state
-    dicts record none), unless the command line sets them; each change logged. A config built
-    in code (``explicit=None``) is returned as it is."""
-    if weights is None or explicit is None or (cfg.model.load_weights and not cfg.test.evaluate):
-        return cfg
+def _fine_tuning(cfg: CfgNode) -> bool:
+    return bool(cfg.model.load_weights) and not cfg.test.evaluate
+
+
+def _data_changes(cfg: CfgNode, weights: Weights | None,
+                  explicit: frozenset[str] | None) -> dict[str, Any]:
+    """The ``data`` keys :func:`data_from_weights` changes, with their new values."""
+    if weights is None or explicit is None or _fine_tuning(cfg):
+        return {}
     wanted = {"height": weights.config.image_size[0], "width": weights.config.image_size[1]}
     if weights.preprocess.source in ("checkpoint", "zoo entry"):
         wanted["norm"] = _norm_value(*weights.preprocess.norm)
@@ -222,20 +276,112 @@ def data_from_weights(cfg: CfgNode, weights: Weights | None,
         ours = cfg.data[key]
         return _same(norm_stats(ours), norm_stats(value)) if key == "norm" else ours == value
 
-    changes = {k: v for k, v in wanted.items() if f"data.{k}" not in explicit and not same(k, v)}
-    if not changes:
-        return cfg
+    return {k: v for k, v in wanted.items() if f"data.{k}" not in explicit and not same(k, v)}
+
+
+def _with_data(cfg: CfgNode, changes: dict[str, Any]) -> CfgNode:
+    """A copy of ``cfg`` with ``data`` keys changed (frozen if ``cfg`` is)."""
     cfg = cfg.clone()
     frozen = cfg.is_frozen()
     cfg.defrost()
     for key, value in changes.items():
-        logger.info(f"=> data.{key}: the config's {cfg.data[key]!r} -> {value!r}, the "
-                    f"preprocessing of {weights.source} (set data.{key} on the command line to "
-                    f"override it)")
         cfg.data[key] = value
     if frozen:
         cfg.freeze()
     return cfg
+
+
+def data_from_weights(cfg: CfgNode, weights: Weights | None,
+                      explicit: frozenset[str] | None = None) -> CfgNode:
+    """Evaluating or resuming (not fine-tuning) the weights: ``cfg`` with the frame size of
+    their model and the normalisation they record (``preprocess``; old files and plain state
+    dicts record none), unless the command line sets them; each change logged. A config built
+    in code (``explicit=None``) is returned as it is."""
+    changes = _data_changes(cfg, weights, explicit)
+    for key, value in changes.items():
+        logger.info(f"=> data.{key}: the config's {cfg.data[key]!r} -> {value!r}, the "
+                    f"preprocessing of {weights.source} (set data.{key} on the command line to "
+                    f"override it)")
+    return _with_data(cfg, changes) if changes else cfg
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity; what torch's DataLoader checks)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def capped_workers(cfg: CfgNode) -> CfgNode:
+    """``cfg`` with ``data.workers`` at most :func:`available_cpus` (a config written for a
+    bigger machine, e.g. 8 workers on 2 CPUs, would only oversubscribe them); logged."""
+    cpus = available_cpus()
+    if cfg.data.workers <= cpus:
+        return cfg
+    if du.is_main_process():
+        logger.info(f"=> data.workers {cfg.data.workers} -> {cpus}: this machine gives the run "
+                    f"{cpus} CPUs")
+    return _with_data(cfg, {"workers": cpus})
+
+
+def _weights_flag(cfg: CfgNode) -> str:
+    """The command-line words that named the run's weights."""
+    if cfg.model.load_weights:
+        return f"--weights {cfg.model.load_weights}"
+    if cfg.train.resume == "auto":
+        return f"--resume auto ({resume_path(cfg)})"
+    return f"--resume {cfg.train.resume}"
+
+
+def _arch_words(cfg: CfgNode, explicit: frozenset[str] | None) -> str:
+    arch = cfg.model.name or DEFAULT_ARCH
+    if explicit is not None and "model.name" in explicit:
+        return f"--arch {arch}"
+    return f"model.name {arch}" if cfg.model.name else f"the default architecture {arch}"
+
+
+def _check_epochs(cfg: CfgNode) -> None:
+    epochs = cfg.train.max_epoch
+    if epochs < 0:
+        raise ValueError(f"train.max_epoch {epochs}: the number of epochs cannot be negative")
+    if epochs == 0 and not cfg.test.evaluate:
+        raise ValueError("train.max_epoch 0: a training run needs 1 epoch or more; to evaluate "
+                         "weights without training, use --evaluate-only --weights PATH")
+
+
+def _check_pretrained(cfg: CfgNode, openai_model: str, explicit: frozenset[str] | None) -> None:
+    """``model.pretrained`` for a model built from scratch: ``openai`` needs an architecture
+    with OpenAI CLIP weights, a path an existing file."""
+    spec = OPENAI if cfg.model.pretrained is True else cfg.model.pretrained
+    if not isinstance(spec, str):
+        return  # None / False (a config built in code): random weights
+    if spec == OPENAI and not openai_model:
+        with_clip = [a for a in list_archs() if model_config(a, 1, 0).openai_model]
+        raise ValueError(
+            f"{_arch_words(cfg, explicit)} has no OpenAI CLIP weights (it starts from random "
+            f"weights), but model.pretrained is openai: add model.pretrained \"\" (or none) to "
+            f"start from random weights, or use an architecture with CLIP weights "
+            f"({', '.join(with_clip)})")
+    if spec and spec != OPENAI and not osp.isfile(osp.expanduser(spec)):
+        raise FileNotFoundError(
+            f"model.pretrained {spec}: no such file; give openai (OpenAI's CLIP weights, "
+            f"downloaded once), the path of CLIP weights (ViT-B-16.pt or an open_clip state "
+            f"dict), or \"\" / none for random weights")
+
+
+def _check_size(cfg: CfgNode, weights: Weights, explicit: frozenset[str] | None) -> None:
+    """The weights' frame size against the one the data will have (see
+    :func:`data_from_weights`)."""
+    changes = _data_changes(cfg, weights, explicit)
+    size = (changes.get("height", cfg.data.height), changes.get("width", cfg.data.width))
+    (h, w) = tuple(weights.config.image_size)
+    if (h, w) == tuple(size):
+        return
+    fix = (f"set data.height {h} data.width {w}" if _fine_tuning(cfg) or explicit is None
+           else "drop data.height/data.width from the command line (the weights' size is used)")
+    raise ValueError(f"{_weights_flag(cfg)} holds a model for {h}x{w} frames, but "
+                     f"data.height/data.width are {size[0]}x{size[1]}: {fix}")
 
 
 def check_config(cfg: CfgNode, weights: Weights | None = None,
@@ -249,12 +395,14 @@ def check_config(cfg: CfgNode, weights: Weights | None = None,
     if arch not in list_archs():
         raise ValueError(f"unknown architecture {arch!r} (model.name / --arch); available: "
                          f"{list_archs()}")
-    model_config(arch, 1, 0, image_size=(cfg.data.height, cfg.data.width),
-                 **model_overrides(cfg))  # validates every option and its choices
+    mcfg = model_config(arch, 1, 0, image_size=(cfg.data.height, cfg.data.width),
+                        **model_overrides(cfg))  # validates every option and its choices
     for key, value, choices in (("train.amp", str(cfg.train.amp).lower(), AMP_MODES),
-                                ("test.dist_metric", cfg.test.dist_metric, DIST_METRICS)):
+                                ("test.dist_metric", cfg.test.dist_metric, DIST_METRICS),
+                                ("train.lr_step_at", cfg.train.lr_step_at, ("auto", *STEP_AT))):
         if value not in choices:
             raise ValueError(f"{key} must be one of {'|'.join(choices)}, got {value!r}")
+    _check_epochs(cfg)
     if cfg.test.evaluate and not cfg.model.load_weights and not resume_path(cfg):
         where = (f" ({osp.join(cfg.data.save_dir, 'checkpoints', 'latest.pth')} does not exist)"
                  if cfg.train.resume == "auto" else "")
@@ -262,6 +410,10 @@ def check_config(cfg: CfgNode, weights: Weights | None = None,
                          f"evaluating a randomly initialised model would mean nothing")
     if weights is None:
         weights = run_weights(cfg, explicit)
+    if weights is None:
+        _check_pretrained(cfg, mcfg.openai_model, explicit)
+    else:
+        _check_size(cfg, weights, explicit)
     if du.is_main_process():
         check_writable(cfg.data.save_dir)
         check_writable(osp.join(cfg.data.save_dir, "checkpoints"))
@@ -346,7 +498,7 @@ def build_engine(cfg: CfgNode, weights: Weights | None = None,
         weights = run_weights(cfg, explicit)
     if weights is not None and du.is_main_process():
         logger.info(_describe_weights(weights))
-    cfg = data_from_weights(cfg, weights, explicit)
+    cfg = capped_workers(data_from_weights(cfg, weights, explicit))
     dm = build_datamanager(cfg, distributed=du.is_dist())
     model = build_model_from_config(cfg, dm, weights, explicit)
     check_data(cfg, dm, model)
@@ -361,7 +513,8 @@ def build_engine(cfg: CfgNode, weights: Weights | None = None,
         weight_decay_bias=t.weight_decay_bias, large_fc_lr=t.large_fc_lr,
         fc_lr_factor=t.fc_lr_factor, temporal_lr_factor=t.temporal_lr_factor)
     scheduler = WarmupMultiStepLR(optimizer, milestones=tuple(t.milestones), gamma=t.gamma,
-                                  warmup_factor=t.warmup_factor, warmup_epochs=t.warmup_epochs)
+                                  warmup_factor=t.warmup_factor, warmup_epochs=t.warmup_epochs,
+                                  step_at=lr_step_at(cfg, model))
     loss = cfg.loss
     criterion = TFCLIPLoss(
         num_classes=model.num_classes, id_weight=loss.id_weight,
@@ -379,6 +532,15 @@ def build_engine(cfg: CfgNode, weights: Weights | None = None,
         save_features=cfg.test.save_features)
     engine.epochs_done = epochs_done  # the weights' epochs (results.json says which model)
     return engine
+
+
+def lr_step_at(cfg: CfgNode, model: torch.nn.Module) -> str:
+    """Where the stage-2 schedule steps (:data:`~tfclip_torchreid.optim.STEP_AT`):
+    ``train.lr_step_at``, whose ``auto`` follows the method's reference: CLIP-ReID's processors
+    step at the top of each epoch (models with ``memory_source="text"``), TF-CLIP's after it."""
+    if cfg.train.lr_step_at != "auto":
+        return cfg.train.lr_step_at
+    return "start" if model.cfg.memory_source == "text" else "end"
 
 
 # ---------------------------------------------------------------------------------- running
@@ -407,6 +569,9 @@ def run_engine(cfg: CfgNode, engine: VideoV2MEngine,
         if start_epoch >= cfg.train.max_epoch and not cfg.test.evaluate and du.is_main_process():
             logger.info(f"=> {resume} has finished training ({start_epoch}/{cfg.train.max_epoch} "
                         f"epochs): evaluating only, no checkpoint is written")
+    elif cfg.train.resume == "auto" and du.is_main_process():
+        logger.info(f"=> --resume auto: no {osp.join(cfg.data.save_dir, 'checkpoints', 'latest.pth')}"
+                    f", starting from scratch")
     kwargs = _test_kwargs(cfg)
     out: dict[str, Any] = {"before": None, "after": None}
     if cfg.test.evaluate:
@@ -530,30 +695,53 @@ class ConsoleLogger(compat.utils.Logger):
             self.file.close()
 
 
-def _paths(cfg: CfgNode, log_path: str) -> str:
+def _paths(cfg: CfgNode, log_path: str, written: bool = False) -> str:
+    """Where the run writes; ``written``: only what exists (the closing line)."""
     save = osp.abspath(cfg.data.save_dir)
-    return (f"log: {log_path} | checkpoints: {osp.join(save, 'checkpoints')} | results: "
-            f"{osp.join(save, 'results.json')} | summary: {osp.join(save, 'summary.json')} | "
-            f"tensorboard: {save}")
+    paths = {"log": log_path, "checkpoints": osp.join(save, "checkpoints"),
+             "results": osp.join(save, "results.json"),
+             "summary": osp.join(save, "summary.json"), "tensorboard": save}
+    if written:
+        paths = {k: v for k, v in paths.items() if osp.exists(v)
+                 and (k != "checkpoints" or any(f.endswith(".pth") for f in os.listdir(v)))}
+    return " | ".join(f"{k}: {v}" for k, v in paths.items())
+
+
+def interrupted_note(cfg: CfgNode) -> str:
+    """What to do after Ctrl-C stopped a run of ``cfg``."""
+    if cfg.test.evaluate:
+        return "nothing to resume (an evaluation): run the same command again"
+    latest = osp.join(cfg.data.save_dir, "checkpoints", "latest.pth")
+    if osp.isfile(latest):
+        return (f"{latest} holds the last finished epoch: run the same command with "
+                f"--resume auto to continue from it")
+    return f"no epoch had finished ({latest} does not exist): run the same command to start over"
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """``tools/train.py``: parse, check, log, run; returns the results."""
-    args = build_parser().parse_intermixed_args(argv)
+    """``tools/train.py``: parse, check, log, run; returns the results.
+
+    The run holds ``<save_dir>/run.lock`` (rank 0: :class:`~tfclip_torchreid.utils.run_lock.
+    RunLock`): a second run into the same folder is refused, naming this one. Ctrl-C raises
+    ``KeyboardInterrupt`` with what to do next (:func:`interrupted_note`)."""
+    args = parse_args(argv)
     cfg = config_from_args(args)
     explicit = command_line_keys(args)
     distributed = du.init_distributed()
     weights = check_config(cfg, explicit=explicit)
+    lock = RunLock(cfg.data.save_dir) if du.is_main_process() else None
+    if lock is not None:
+        lock.acquire()
     stdout, log_path = sys.stdout, ""
-    if distributed and not du.is_main_process():
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - only rank 0 shows torchreid's lines
-    else:
-        name = "test.log" if cfg.test.evaluate else "train.log"
-        log_path = osp.abspath(osp.join(cfg.data.save_dir, time.strftime("%Y%m%d-%H%M%S-")
-                                        + name))
-        sys.stdout = ConsoleLogger(log_path)
-    cfg.freeze()
     try:
+        if distributed and not du.is_main_process():
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - only rank 0 shows torchreid's
+        else:
+            name = "test.log" if cfg.test.evaluate else "train.log"
+            log_path = osp.abspath(osp.join(cfg.data.save_dir, time.strftime("%Y%m%d-%H%M%S-")
+                                            + name))
+            sys.stdout = ConsoleLogger(log_path)
+        cfg.freeze()
         with console_logging(enabled=du.is_main_process()):
             logger.info(f"Show configuration\n{cfg}\n")
             logger.info(f"torchreid layout: {compat.LAYOUT} ({compat.ROOT}); world size "
@@ -564,10 +752,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 logger.info("\n" + summary_table(out))
                 save_json({k: out.get(k) for k in ("before", "after", "timings")},
                           osp.join(cfg.data.save_dir, "summary.json"))
-            logger.info(f"=> Wrote {_paths(cfg, log_path)}")
+            logger.info(f"=> Wrote {_paths(cfg, log_path, written=True)}")
             return out
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(interrupted_note(cfg)) from None
     finally:
         du.cleanup()
         tee, sys.stdout = sys.stdout, stdout
         if tee is not stdout:
             tee.close()
+        if lock is not None:
+            lock.release()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from tfclip_torchreid import cli
 from tfclip_torchreid.testing import FORMATS, make_synthetic_dataset
 from tfclip_torchreid.utils.logger import console_logging
 
@@ -83,4 +84,4 @@ def _run(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

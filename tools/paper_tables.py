@@ -35,6 +35,7 @@ import time
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
+from tfclip_torchreid import cli  # noqa: E402
 from tfclip_torchreid.paper_tables import (  # noqa: E402
     QUICK_SIZES,
     format_table,
@@ -129,4 +130,4 @@ def _run(argv: list[str] | None = None) -> list:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli.run(main))

@@ -252,4 +252,6 @@ def main(argv: List[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from tfclip_torchreid import cli
+
+    sys.exit(cli.run(main))
