@@ -31,6 +31,10 @@ INSTALL_REQUIRES = read_requirements("base.txt") + read_requirements("pypi-torch
 EXPORT_REQUIRES = ["onnx", "onnxscript", "onnxruntime"]
 # tools/visualize.py --tsne (tfclip_torchreid.visualize.draw_tsne); the ranked pictures need none
 VIZ_REQUIRES = ["matplotlib", "scikit-learn", "threadpoolctl"]
+# model.peft lora: LoRA through Hugging Face's peft (imported only when a LoRA model is built);
+# 0.17 added target_parameters, which adapts nn.MultiheadAttention's fused q/k/v
+# (tfclip_torchreid/models/peft/lora.py)
+PEFT_REQUIRES = ["peft>=0.17"]
 
 # configs/ (demo, dataset and paper configs, the paper's numbers in configs/paper/tables.json)
 # stays at the top level of the repository and is installed as the package data
@@ -50,10 +54,10 @@ setup(
     package_data={"tfclip_torchreid.models": ["model_configs/*.json"],
                   CONFIGS: ["*.yaml", "paper/*.yaml", "paper/*.json"]},
     install_requires=INSTALL_REQUIRES,
-    extras_require={"export": EXPORT_REQUIRES, "viz": VIZ_REQUIRES,
+    extras_require={"export": EXPORT_REQUIRES, "viz": VIZ_REQUIRES, "peft": PEFT_REQUIRES,
                     # setuptools, wheel: tests/test_paper_tables.py builds the package offline;
                     # import-linter: tests/test_layers.py checks the layers of pyproject.toml
                     "test": ["pytest>=7", "ruff", "import-linter>=2.1", "setuptools>=61", "wheel",
-                             *EXPORT_REQUIRES, *VIZ_REQUIRES]},
+                             *EXPORT_REQUIRES, *VIZ_REQUIRES, *PEFT_REQUIRES]},
     keywords=["person re-identification", "video reid", "CLIP", "torchreid"],
 )

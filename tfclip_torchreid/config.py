@@ -103,6 +103,7 @@ def get_default_config() -> CN:
     cfg.train.large_fc_lr = True
     cfg.train.fc_lr_factor = 10.0
     cfg.train.temporal_lr_factor = 1.0
+    cfg.train.peft_lr_factor = 1.0  # lr factor of LoRA / prompts / adapters (model.peft)
     cfg.train.max_epoch = 60
     cfg.train.start_epoch = 0
     cfg.train.batch_size = 16

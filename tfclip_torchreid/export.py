@@ -33,6 +33,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import os.path as osp
 import warnings
@@ -48,7 +49,7 @@ from .models.weights import Weights, resolve_weights
 
 __all__ = ["FORMATS", "INPUT_NAMES", "OUTPUT_NAME", "DEFAULT_EXPORT_DIR", "ExportWrapper",
            "uses_cameras", "example_inputs", "export_model", "verify_export", "run_exported",
-           "exported_files", "load_inference_model", "default_export_path",
+           "exported_files", "load_inference_model", "default_export_path", "merged_for_export",
            "default_export_dir", "check_export_folder"]
 
 FORMATS = ("onnx", "torchscript")
@@ -252,7 +253,8 @@ def export_model(model: nn.Module, path: str, format: str = "onnx", frames: int 
     Args:
         model: a TF-CLIP model (any architecture of :func:`~.models.list_archs`); exported in
             eval mode, on its device (the CPU gives files that run anywhere), and left in the
-            mode it was in.
+            mode it was in. A LoRA model is exported merged (:func:`merged_for_export`);
+            :func:`verify_export` against ``model`` checks the merge too.
         path: output file (folders are created).
         format: ``"onnx"`` or ``"torchscript"``.
         frames: frames per clip of the example input (the fixed frame count of the graph).
@@ -273,7 +275,7 @@ def export_model(model: nn.Module, path: str, format: str = "onnx", frames: int 
     _check_args(model, format, frames, dynamic_frames, dynamo)
     folder = osp.dirname(osp.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    wrapper = ExportWrapper(model)
+    wrapper = ExportWrapper(merged_for_export(model))
     with _eval(model):
         args = example_inputs(model, EXPORT_BATCH, int(frames))
         if format == "torchscript":
@@ -283,6 +285,22 @@ def export_model(model: nn.Module, path: str, format: str = "onnx", frames: int 
         else:
             _export_onnx_legacy(wrapper, args, path, opset)
     return path
+
+
+def merged_for_export(model: nn.Module) -> nn.Module:
+    """What gets exported: a LoRA model (``model.peft lora``) as a merged copy (LoRA folded
+    into the weights, :meth:`~.models.tfclip.TFCLIP.merge_peft`: the plain ViT, no peft layers
+    in the graph); any other model itself. ``model`` is left as it is.
+
+    Example:
+        >>> from tfclip_torchreid.models import build_tfclip
+        >>> m = build_tfclip("tfclip_tiny", num_classes=3, camera_num=0, layers=1, peft="lora")
+        >>> merged_for_export(m).cfg.peft, m.cfg.peft
+        ('none', 'lora')
+    """
+    if getattr(getattr(model, "cfg", None), "peft", "none") != "lora":
+        return model
+    return copy.deepcopy(model).merge_peft()
 
 
 def run_exported(path: str, format: str, device: str | torch.device = "cpu"
@@ -360,7 +378,7 @@ def verify_export(model: nn.Module, path: str, format: str, frames: int = 8,
 
 def load_inference_model(arch: str | None = None, weights: str | Weights | None = None,
                          camera_num: int | None = None, device: str | torch.device = "cpu",
-                         **overrides: Any) -> nn.Module:
+                         base: str | None = None, **overrides: Any) -> nn.Module:
     """The model to export or embed with, in eval mode on ``device``.
 
     ``weights`` (a file, ``"zoo:NAME"`` or already resolved :class:`~.models.weights.Weights`)
@@ -370,7 +388,8 @@ def load_inference_model(arch: str | None = None, weights: str | Weights | None 
     that does not), and the weights the test feature needs are loaded. Without weights, ``arch``
     is built with random weights and ``camera_num`` SIE cameras (default 6, MARS), e.g. to try
     an export. ``overrides`` are model options (e.g. ``test_feature="paper"``; each change of
-    an option the weights decide is logged).
+    an option the weights decide is logged). ``base``: where the frozen base of a
+    parameter-efficient checkpoint is now, if it moved (see :func:`~.models.load_tfclip`).
 
     Example:
         >>> m = load_inference_model("tfclip_tiny", camera_num=0, layers=1)
@@ -383,5 +402,5 @@ def load_inference_model(arch: str | None = None, weights: str | Weights | None 
         cams = DEFAULT_CAMERA_NUM if camera_num is None else int(camera_num)
         model = build_tfclip(arch, num_classes=1, camera_num=cams, pretrained=None, **overrides)
     else:
-        model = resolve_weights(weights, arch).build(inference=True, **overrides)
+        model = resolve_weights(weights, arch).build(inference=True, base=base, **overrides)
     return model.to(device).eval()

@@ -10,6 +10,10 @@ L2 weight decay (not AdamW), betas (0.9, 0.999), eps 1e-8; parameters with
 * one of ``temporal_name_patterns``: lr x ``temporal_lr_factor``. The released code meant a 10x
   group for the temporal module ("SAT") but its names never match, so it is dead: the default
   factor 1.0 is the released behaviour, 10.0 the apparent intention (docs/released_vs_paper.md#optimiser).
+* what a parameter-efficient method adds to the frozen ViT (``model.peft``: LoRA's ``lora_A`` /
+  ``lora_B``, the prompts, the adapters; :func:`~tfclip_torchreid.models.peft.is_peft_key`):
+  lr x ``peft_lr_factor`` (1: the base lr; such modules start from zero or random and usually
+  want a larger lr than fine-tuned CLIP weights, see ``configs/peft/``).
 
 The factors multiply, as in the authors' code. A name pattern matches a parameter when its full
 name (``model.named_parameters()``, case-sensitive) has the pattern at the start of one of its
@@ -22,7 +26,7 @@ classifier of the conv1d/transformer fusion ablations, is treated the same), tem
 ``temporal``. The ``"bias"`` test is a plain substring test, like the authors'. The authors build one
 param group per tensor; here tensors with the same (lr, weight decay) share one group (the same
 update, fewer groups, so the foreach/fused Adam kernels batch over more tensors). Each group has a
-``name`` (``"base"``, ``"bias"``, ``"fc"``, ``"temporal"``, ``"temporal+bias"``...) and carries the
+``name`` (``"base"``, ``"bias"``, ``"fc"``, ``"temporal"``, ``"temporal+bias"``, ``"peft"``...) and carries the
 parameter names (``param_names``).
 
 torchreid's ``build_optimizer`` is not reused: its ``staged_lr`` only scales whole top-level
@@ -59,6 +63,8 @@ from typing import Any, Sequence
 import torch
 import torch.nn as nn
 from torch.optim.lr_scheduler import LambdaLR
+
+from .models.peft import is_peft_key
 
 __all__ = [
     "DEFAULT_FC_NAME_PATTERNS",
@@ -97,6 +103,7 @@ def build_tfclip_optimizer(
     temporal_lr_factor: float = 1.0,
     fc_name_patterns: Sequence[str] = DEFAULT_FC_NAME_PATTERNS,
     temporal_name_patterns: Sequence[str] = DEFAULT_TEMPORAL_NAME_PATTERNS,
+    peft_lr_factor: float = 1.0,
     betas: tuple[float, float] = (0.9, 0.999),
     eps: float = 1e-8,
     fused: bool | None = None,
@@ -115,6 +122,7 @@ def build_tfclip_optimizer(
         temporal_lr_factor: lr factor of the temporal module (1 = released behaviour).
         fc_name_patterns: name patterns of the temporal (TMD) classifier (see module docs).
         temporal_name_patterns: name patterns of the temporal module.
+        peft_lr_factor: lr factor of what a parameter-efficient method adds (1 = base lr).
         betas, eps: Adam's (authors: torch defaults).
         fused: passed to ``torch.optim.Adam`` (None = torch's choice).
 
@@ -151,6 +159,9 @@ def build_tfclip_optimizer(
             if temporal_lr_factor != 1.0:
                 tags.append("temporal")
                 factor *= temporal_lr_factor
+        if peft_lr_factor != 1.0 and is_peft_key(name):
+            tags.append("peft")
+            factor *= peft_lr_factor
         if "bias" in name:
             tags.append("bias")
             factor *= bias_lr_factor

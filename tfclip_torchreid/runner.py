@@ -50,7 +50,14 @@ from .engine.v2m_engine import VideoV2MEngine
 from .losses import TFCLIPLoss
 from .models.config import option_fields
 from .models.factory import DEFAULT_ARCH, create_model, list_archs, model_config
-from .models.weights import OPENAI, Weights, load_model_weights, resolve_weights
+from .models.weights import (
+    OPENAI,
+    Weights,
+    check_base,
+    load_base,
+    load_model_weights,
+    resolve_weights,
+)
 from .optim import STEP_AT, WarmupMultiStepLR, build_tfclip_optimizer
 from .testing import FORMATS as SYNTHETIC_FORMATS
 from .testing import make_synthetic_dataset
@@ -414,6 +421,7 @@ def check_config(cfg: CfgNode, weights: Weights | None = None,
         _check_pretrained(cfg, mcfg.openai_model, explicit)
     else:
         _check_size(cfg, weights, explicit)
+        check_base(weights, base_override(cfg, explicit))
     if du.is_main_process():
         check_writable(cfg.data.save_dir)
         check_writable(osp.join(cfg.data.save_dir, "checkpoints"))
@@ -463,7 +471,19 @@ def build_model_from_config(cfg: CfgNode, dm: Any, weights: Weights | None = Non
         raise ValueError(f"{weights.source} was trained on {mcfg.image_size[0]}x"
                          f"{mcfg.image_size[1]} frames but data.height/width are "
                          f"{cfg.data.height}x{cfg.data.width}: set them to the checkpoint's size")
-    return create_model(mcfg)
+    model = create_model(mcfg)
+    if weights.base_by_reference:  # a PEFT checkpoint: its frozen base first
+        load_base(model, weights.base, weights.source, base_override(cfg, explicit))
+    return model
+
+
+def base_override(cfg: CfgNode, explicit: frozenset[str] | None) -> str | None:
+    """Where the frozen base of a parameter-efficient checkpoint is now: ``model.pretrained``
+    when the command line sets it (the file the checkpoint names moved), else None (where the
+    checkpoint says)."""
+    if explicit is not None and "model.pretrained" in explicit and cfg.model.pretrained:
+        return str(cfg.model.pretrained)
+    return None
 
 
 def check_data(cfg: CfgNode, dm: Any, model: torch.nn.Module) -> None:
@@ -511,7 +531,8 @@ def build_engine(cfg: CfgNode, weights: Weights | None = None,
     optimizer = build_tfclip_optimizer(
         model, lr=t.lr, weight_decay=t.weight_decay, bias_lr_factor=t.bias_lr_factor,
         weight_decay_bias=t.weight_decay_bias, large_fc_lr=t.large_fc_lr,
-        fc_lr_factor=t.fc_lr_factor, temporal_lr_factor=t.temporal_lr_factor)
+        fc_lr_factor=t.fc_lr_factor, temporal_lr_factor=t.temporal_lr_factor,
+        peft_lr_factor=t.peft_lr_factor)
     scheduler = WarmupMultiStepLR(optimizer, milestones=tuple(t.milestones), gamma=t.gamma,
                                   warmup_factor=t.warmup_factor, warmup_epochs=t.warmup_epochs,
                                   step_at=lr_step_at(cfg, model))

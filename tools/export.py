@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", default=None,
                    help="checkpoint (ours: self-describing), zoo:NAME, or other weights with "
                         "--arch (cameras and identities read from their tensors); none = random")
+    p.add_argument("--base", default=None,
+                   help="a parameter-efficient checkpoint's frozen base (CLIP weights or a "
+                        "checkpoint), if it is no longer where the checkpoint says")
     p.add_argument("--format", nargs="+", choices=FORMATS, default=["onnx"],
                    help="one or more output formats")
     p.add_argument("--out", default=None,
@@ -109,7 +112,8 @@ def _run(argv: list[str] | None = None) -> int:
         return 2
     check_export_folder(_output_folder(args))
     torch.manual_seed(0)
-    model = load_inference_model(args.arch, args.weights, camera_num=args.camera_num)
+    model = load_inference_model(args.arch, args.weights, camera_num=args.camera_num,
+                                 base=args.base)
     if args.weights is not None and args.camera_num not in (None, model.cfg.camera_num):
         print(f"note: --camera-num {args.camera_num} is not used: the weights hold "
               f"{model.cfg.camera_num} SIE cameras", file=sys.stderr)
@@ -118,6 +122,12 @@ def _run(argv: list[str] | None = None) -> int:
     print(f"=> {arch} ({'random weights' if args.weights is None else args.weights}): "
           f"{inputs} -> feature (B, {model.feature_dim}); H x W = "
           f"{model.cfg.image_size[0]} x {model.cfg.image_size[1]}")
+    if model.cfg.peft == "lora":
+        print("=> LoRA is merged into the weights for export (model.merge_peft()); the check "
+              "compares the export with the unmerged model")
+    elif model.cfg.peft != "none":
+        print(f"=> model.peft {model.cfg.peft}: exported as modules of their own (nothing to "
+              f"merge)")
     status = 0
     for fmt in args.format:
         path = _output_path(args, arch, fmt)

@@ -11,8 +11,9 @@ and is rewritten here from code or from a run, never by hand, so it cannot go st
   under ``log/readme/``); wall time and the before/after mAP and CMC; ``pictures``: the
   ``tools/visualize.py`` pictures of the ``demo`` run's test features, copied to docs/images/;
 * ``rank``: ``tools/bench_rank.py``; ``train-step``: ``tools/bench_train_step.py`` (ViT-B/16 on
-  the CPU); ``extract``: ``tools/bench_extract.py``; ``export``: ``tools/export.py`` for
-  ``tfclip_vitb16``.
+  the CPU); ``peft``: ``tools/bench_peft.py`` (parameter-efficient modes beside full fine-tuning,
+  ViT-B/16 on the CPU); ``extract``: ``tools/bench_extract.py``; ``export``: ``tools/export.py``
+  for ``tfclip_vitb16``.
 
 Examples:
     python tools/update_readme.py                           # everything (about half an hour)
@@ -166,6 +167,20 @@ def train_step() -> str:
     return "\n".join(lines)
 
 
+PEFT_BENCH = ["--arch", "tfclip_vitb16", "--batch", "4", "--frames", "4", "--stride", "16", "12",
+              "--modes", "none", "lora", "prompt", "adapter", "lora:qkv", "--steps", "2"]
+
+
+def peft() -> str:
+    sys.path.insert(0, osp.join(REPO, "tools"))
+    import bench_peft
+
+    out = subprocess.run([PY, osp.join(REPO, "tools", "bench_peft.py"), *PEFT_BENCH, "--json"],
+                         check=True, capture_output=True, text=True).stdout
+    rows = json.loads(out[out.index("\n[") + 1:])
+    return bench_peft.table(rows)
+
+
 def extract() -> str:
     sys.path.insert(0, osp.join(REPO, "tools"))
     import bench_extract
@@ -212,6 +227,7 @@ SECTIONS: Dict[str, Callable[[], str]] = {
     "demo-rn50": _demo("demo_rn50.yaml"),
     "rank": rank,
     "train-step": train_step,
+    "peft": peft,
     "extract": extract,
     "export": export,
 }

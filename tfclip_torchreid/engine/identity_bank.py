@@ -44,6 +44,7 @@ import torch
 import torch.distributed as dist
 
 from ..models.clip_memory import aggregate_identity_means
+from ..models.peft import is_peft_key
 from ..utils.checkpoint import load_checkpoint, save_checkpoint
 from ..utils.distributed import is_main_process
 from ..utils.rng import rng_preserved
@@ -66,11 +67,14 @@ def default_cache_dir() -> str:
 def cache_key(modules: torch.nn.Module | Iterable[torch.nn.Module], tracklets: Iterable[tuple],
               settings: Dict[str, Any]) -> str:
     """sha256 (32 hex digits) of the weights of ``modules`` (the encoder; for CLIP-ReID also the
-    text tower and the initial prompts), the tracklets and labels, and the settings."""
+    text tower and the initial prompts), the tracklets and labels, and the settings. What a
+    parameter-efficient method adds to the encoder is left out (:func:`~..models.peft.
+    is_peft_key`): the bank is the base's (:func:`~..models.peft.base_only`)."""
     h = hashlib.sha256()
     modules = [modules] if isinstance(modules, torch.nn.Module) else list(modules)
     for module in modules:
-        for name, t in sorted(module.state_dict().items()):
+        state = {k: v for k, v in module.state_dict().items() if not is_peft_key(k)}
+        for name, t in sorted(state.items()):
             h.update(name.encode())
             h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
     for paths, pid, camid, *_ in tracklets:

@@ -42,6 +42,7 @@ from torch import nn
 from .. import compat
 from ..data.transforms import norm_stats
 from ..losses import TFCLIPLoss
+from ..models.peft import checkpoint_entries
 from ..models.weights import Weights, load_model_weights
 from ..utils.checkpoint import checkpoint_header, load_checkpoint
 from ..utils.distributed import is_main_process
@@ -331,14 +332,17 @@ class VideoV2MEngine(compat.Engine):
     # ------------------------------------------------------------------ checkpoints
     def checkpoint_state(self, epoch: int, prompt_stage: dict | None = None) -> dict:
         """Everything needed to continue training exactly (weights-only-loadable), and what
-        rebuilds the model from the file alone (:func:`checkpoint_header`). During CLIP-ReID's
+        rebuilds the model from the file alone (:func:`checkpoint_header`; a parameter-efficient
+        model's frozen base by reference, :func:`~..models.peft.checkpoint_entries`). During
+        CLIP-ReID's
         stage 1, ``epoch`` is -1 and ``prompt_stage`` holds that stage's state."""
         dm = self.datamanager  # the preprocessing travels with the weights
         mean, std = norm_stats(dm.norm)
         state = {
             **checkpoint_header(self.raw_model, {"image_size": (dm.height, dm.width),
                                                  "mean": mean, "std": std}),
-            "state_dict": self.raw_model.state_dict(),
+            # the state dict; a PEFT model's without its frozen base, named in "base"
+            **checkpoint_entries(self.raw_model),
             "epoch": int(epoch) + 1,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,

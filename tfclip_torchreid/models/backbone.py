@@ -220,6 +220,7 @@ class CLIPVisualBackbone(CLIPTower, VisionTransformer):
         )
         self.stride = stride
         self.width = width
+        self.prompt: nn.Module | None = None  # VPT's prompts (peft="prompt", .peft.prompt)
         if stride != patch_size or tuple(self.grid_size) != grid:
             # open_clip's conv1 uses stride = patch size; overlapping patches need their own conv
             # and a positional table sized for the larger grid.
@@ -285,7 +286,7 @@ class CLIPVisualBackbone(CLIPTower, VisionTransformer):
             ``(tokens, tokens_proj)``: (N, L, width) after ``ln_post`` on every token and
             (N, L, output_dim); only ``tokens`` when ``project=False``.
         """
-        x = self.transformer(self._embed(x, cls_embed))  # open_clip's blocks (+ checkpointing)
+        x, _ = self._blocks(self._embed(x, cls_embed))
         tokens = self.ln_post(x)
         if not project:
             return tokens
@@ -312,20 +313,25 @@ class CLIPVisualBackbone(CLIPTower, VisionTransformer):
             >>> tuple(f.tokens.shape), tuple(f.tokens_proj.shape), f.penultimate is None
             ((3, 5, 16), (3, 5, 8), True)
         """
-        x = self._embed(x, cls_embed)
-        penultimate = None
-        if return_penultimate:
-            layers = len(self.transformer.resblocks)
-            if layers > 1:
-                x, taken = self.transformer.forward_intermediates(x, indices=[layers - 2])
-                penultimate = taken[0][:, 0]
-            else:
-                penultimate = x[:, 0]
-                x = self.transformer(x)
-        else:
-            x = self.transformer(x)
+        x, penultimate = self._blocks(self._embed(x, cls_embed), return_penultimate)
         tokens = self.ln_post(x)
         return VisualFeatures(tokens, tokens @ self.proj, tokens[:, 0], penultimate)
+
+    def _blocks(self, x: torch.Tensor, return_penultimate: bool = False
+                ) -> Tuple[torch.Tensor, torch.Tensor | None]:
+        """The transformer blocks on their input x: open_clip's ``Transformer`` (its activation
+        checkpointing included), or with visual prompts (``peft="prompt"``) their block loop,
+        which drops the prompt tokens again (:mod:`.peft.prompt`); and, with
+        ``return_penultimate``, the CLS token of the second-to-last block's output."""
+        if self.prompt is not None and self.prompt.active:
+            return self.prompt.run_blocks(self.transformer, x, return_penultimate)
+        if not return_penultimate:
+            return self.transformer(x), None
+        layers = len(self.transformer.resblocks)
+        if layers == 1:
+            return self.transformer(x), x[:, 0]
+        x, taken = self.transformer.forward_intermediates(x, indices=[layers - 2])
+        return x, taken[0][:, 0]
 
     @property
     def architecture(self) -> str:

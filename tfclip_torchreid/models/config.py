@@ -26,10 +26,14 @@ import dataclasses
 from typing import Any, Dict, List, Tuple
 
 __all__ = ["TFCLIPConfig", "field_info", "option_fields", "yacs_defaults", "markdown_table",
-           "DATA_FIELDS"]
+           "DATA_FIELDS", "PEFT_MODES", "LORA_MODULES"]
 
 #: fields set from the data (and ``model.name``), never from the yacs ``model`` section
 DATA_FIELDS = ("num_classes", "camera_num", "arch", "image_size")
+#: ``peft`` modes (:mod:`.peft`): ``none`` is full fine-tuning, the paper's
+PEFT_MODES = ("none", "lora", "prompt", "adapter")
+#: what ``lora_modules`` may name (:mod:`.peft.lora`)
+LORA_MODULES = ("qkv", "mlp")
 
 
 def _opt(default: Any, help: str, choices: Tuple[Any, ...] | None = None,
@@ -104,15 +108,38 @@ class TFCLIPConfig:
     v2m: str = _opt("released", "released: label-smoothed CE on dot products; paper: Eq. 10 "
                     "(cosine, memory -> video)", ("released", "paper"))
     grad_checkpointing: bool = _opt(False, "activation checkpointing of the encoder blocks")
+    # ---------------------------------------------------------------- parameter-efficient tuning
+    peft: str = _opt("none", "parameter-efficient fine-tuning (the supplement's future work, "
+                     "models/peft/): none = full fine-tuning (the paper); lora, prompt (VPT), "
+                     "adapter (AdaptFormer) freeze the CLIP ViT and train only what they add, "
+                     "with SIE, CLIP-Memory, SSP, TMD and the heads",
+                     PEFT_MODES)
+    peft_layers: Tuple[int, ...] = _opt((), "ViT blocks (0-based) that take LoRA or adapters "
+                                        "(empty: every block)")
+    lora_rank: int = _opt(8, "LoRA rank r")
+    lora_alpha: float = _opt(8.0, "LoRA alpha: the update B A is scaled by alpha / r")
+    lora_dropout: float = _opt(0.0, "dropout on the input of LoRA's mlp updates (peft has "
+                               "none for qkv)")
+    lora_modules: Tuple[str, ...] = _opt(("qkv", "mlp"), "what LoRA adapts in each block: qkv "
+                                         "= attention's fused in-projection (q, k, v), mlp = "
+                                         "c_fc and c_proj", LORA_MODULES)
+    prompt_tokens: int = _opt(10, "VPT: learnable tokens per prompted block")
+    prompt_depth: str = _opt("deep", "VPT: deep = new tokens before every block, shallow = "
+                             "before the first block only", ("deep", "shallow"))
+    adapter_width: int = _opt(64, "adapter bottleneck width")
+    adapter_scale: float = _opt(0.1, "adapter output scale s (AdaptFormer's 0.1)")
 
     def __post_init__(self) -> None:
         self.image_size = (int(self.image_size[0]), int(self.image_size[1]))
+        self.resnet_layers = tuple(int(n) for n in self.resnet_layers)
+        self.peft_layers = tuple(int(n) for n in self.peft_layers)
+        self.lora_modules = tuple(str(n) for n in self.lora_modules)
         for f in dataclasses.fields(self):
             choices = f.metadata.get("choices")
             value = getattr(self, f.name)
-            if choices and value not in choices:
-                raise ValueError(f"{f.name} must be one of {choices}, got {value!r}")
-        self.resnet_layers = tuple(int(n) for n in self.resnet_layers)
+            for item in value if isinstance(value, tuple) else (value,):
+                if choices and item not in choices:
+                    raise ValueError(f"{f.name} must be one of {choices}, got {item!r}")
         for name, low in (("num_classes", 1), ("camera_num", 0), ("ssp_layers", 1),
                           ("temporal_layers", 1), ("layers", 1), ("last_stride", 1)):
             if getattr(self, name) < low:
@@ -120,6 +147,28 @@ class TFCLIPConfig:
         if self.backbone == "resnet" and self.grad_checkpointing:
             raise ValueError("grad_checkpointing is not available for the ResNet backbone "
                              "(recomputed BatchNorm would update its statistics twice)")
+        if self.peft != "none":
+            self._check_peft()
+
+    def _check_peft(self) -> None:
+        """The PEFT options of a ``peft`` mode other than ``none`` (see :mod:`.peft`)."""
+        if self.backbone == "resnet":
+            raise ValueError(
+                f"model.peft {self.peft} is for the CLIP ViT: {self.arch} is a ResNet (RN50), "
+                f"which has no tokens to prompt and whose only attention is the final pooling "
+                f"(see docs/peft.md); use model.peft none (full fine-tuning) or a ViT "
+                f"architecture (tfclip_vitb16, tfclip_vitb16_s12, clipreid_vitb16)")
+        for name, low in (("lora_rank", 1), ("prompt_tokens", 1), ("adapter_width", 1)):
+            if getattr(self, name) < low:
+                raise ValueError(f"{name} must be >= {low}, got {getattr(self, name)}")
+        if not 0.0 <= self.lora_dropout < 1.0:
+            raise ValueError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
+        if not self.lora_modules:
+            raise ValueError(f"lora_modules must name at least one of {LORA_MODULES}")
+        wrong = [i for i in self.peft_layers if not 0 <= i < self.layers]
+        if wrong:
+            raise ValueError(f"peft_layers {list(wrong)} are not blocks of this {self.layers}-block "
+                             f"ViT (0..{self.layers - 1}; empty: every block)")
 
     def to_dict(self) -> Dict[str, Any]:
         """Plain values (lists for tuples), e.g. to store in a checkpoint."""

@@ -61,8 +61,10 @@ def build_tfclip(
             switches from the file, its zoo entry or its tensor shapes: ``num_classes`` and
             ``camera_num`` are then ignored); ``overrides`` still apply, each change logged.
         **overrides: any option of :class:`~.config.TFCLIPConfig` (``use_memory``, ``use_ssp``,
-            ``ssp_form``, ``temporal``, ``test_feature``, ``stride``, ...). None (or
-            ``stride=0``) keeps the arch default.
+            ``ssp_form``, ``temporal``, ``test_feature``, ``stride``, ``peft``, ...). None (or
+            ``stride=0``) keeps the arch default. ``peft="lora"`` (``"prompt"``, ``"adapter"``)
+            freezes the ViT, whose CLIP weights are its base, and trains LoRA (visual prompts,
+            adapters) instead (:mod:`.peft`).
 
     Example:
         >>> m = build_tfclip("tfclip_tiny", num_classes=5, camera_num=0, ssp_form="paper")
@@ -94,7 +96,7 @@ def create_model(cfg: TFCLIPConfig, pretrained: Union[None, bool, str] = None,
 
 
 def load_tfclip(path: str, loss: str | None = None, strict: bool = True,
-                **overrides: Any) -> TFCLIP:
+                base: str | None = None, **overrides: Any) -> TFCLIP:
     """Rebuild the model a checkpoint file (or ``zoo:NAME``) describes and load its weights.
 
     Args:
@@ -102,9 +104,12 @@ def load_tfclip(path: str, loss: str | None = None, strict: bool = True,
             zoo name; read once.
         loss: torchreid's ``loss`` for the training forward (see :func:`build_tfclip`).
         strict: every key must fit.
+        base: a parameter-efficient checkpoint (``model.peft``) refers to its frozen base (CLIP
+            weights or a checkpoint), which is loaded first; ``base`` is where that file is now
+            if it moved (its sha256 is checked).
         **overrides: options to change (e.g. ``test_feature="paper"``; each change is logged).
 
     Example:
         >>> model = load_tfclip("log/demo/checkpoints/latest.pth")  # doctest: +SKIP
     """
-    return resolve_weights(path).build(loss=loss, strict=strict, **overrides)
+    return resolve_weights(path).build(loss=loss, strict=strict, base=base, **overrides)

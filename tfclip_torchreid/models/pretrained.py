@@ -42,6 +42,8 @@ import torch
 import torch.nn as nn
 from open_clip.model import resize_pos_embed
 
+from .peft import is_peft_key
+
 __all__ = [
     "CLIPStateDict",
     "DEFAULT_HUB_TIMEOUT",
@@ -242,6 +244,7 @@ def load_visual_weights(
             f"{' ...' if len(wrong) > 4 else ''}; pick the arch that matches the checkpoint"
         )
     missing, unexpected = module.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not is_peft_key(k)]  # LoRA / prompts / adapters: not CLIP's
     if missing or unexpected:
         raise ValueError(
             f"the CLIP weights{where} do not match the visual encoder{arch}: missing "

@@ -57,6 +57,7 @@ from .backbone_rn50 import CLIPResNetBackbone
 from .clip_memory import CLIPMemory
 from .config import TFCLIPConfig
 from .heads import bn_neck, id_classifier
+from .peft import apply_peft, base_only, merge_peft
 from .pretrained import load_clip_state_dict
 from .prompt_learner import PromptLearner
 from .ssp import SequenceSpecificPrompt, v2m_logits
@@ -105,6 +106,9 @@ class TFCLIP(nn.Module):
     """
 
     TORCHREID_LOSSES = ("softmax", "triplet")
+    #: where the frozen base of a PEFT model comes from (:func:`.peft.set_base`); None: nowhere
+    #: named (a random initialisation)
+    peft_base: dict | None = None
 
     def __init__(self, cfg: TFCLIPConfig, loss: str | None = None) -> None:
         super().__init__()
@@ -125,6 +129,7 @@ class TFCLIP(nn.Module):
             nn.init.trunc_normal_(self.cv_embed, std=0.02)
         self._build_bank(cfg)
         self._build_heads(cfg)
+        apply_peft(self)  # model.peft: LoRA / prompts / adapters on a frozen ViT (.peft)
 
     def _build_bank(self, cfg: TFCLIPConfig) -> None:
         self.memory: CLIPMemory | None = None
@@ -188,6 +193,19 @@ class TFCLIP(nn.Module):
         """True when the identity bank comes from CLIP-ReID's text prompts."""
         return self.memory is not None and self.cfg.memory_source == "text"
 
+    def merge_peft(self) -> TFCLIP:
+        """Fold LoRA into the ViT's weights (``cfg.peft`` becomes ``none``: the plain model;
+        for export); prompts and adapters stay modules. Returns the model.
+
+        Example:
+            >>> from tfclip_torchreid.models import build_tfclip
+            >>> m = build_tfclip("tfclip_tiny", num_classes=3, camera_num=0, peft="adapter")
+            >>> m.merge_peft().cfg.peft
+            'adapter'
+        """
+        merge_peft(self)
+        return self
+
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Activation checkpointing of the backbone blocks."""
         self.backbone.set_grad_checkpointing(enable)
@@ -244,8 +262,10 @@ class TFCLIP(nn.Module):
         """CLIP-Memory feature of clips x (N, T, 3, H, W): projected CLS averaged over T, no SIE.
 
         Call it under ``torch.inference_mode()`` with the pretrained encoder (before training).
+        A PEFT model runs as its base (:func:`.peft.base_only`): the pretrained encoder.
         """
-        feats, b, t = self.encode(x, None)
+        with base_only(self):
+            feats, b, t = self.encode(x, None)
         return feats.tokens_proj[:, 0].reshape(b, t, -1).mean(dim=1)
 
     def text_features(self, labels: torch.Tensor) -> torch.Tensor:

@@ -75,14 +75,23 @@ from . import zoo
 from .archs import OPTION_NAMES, get_model_config, list_archs, model_config
 from .config import TFCLIPConfig, option_fields
 from .key_mapping import detect_layout, to_our_keys
+from .peft import (
+    BASE_KINDS,
+    base_digest,
+    base_keys,
+    base_state_dict,
+    describe_base,
+    is_peft_key,
+    set_base,
+)
 from .pretrained import resolve_openai_weights
 from .tfclip import TFCLIP
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["Preprocess", "Weights", "resolve_weights", "weights_file", "arch_preprocess",
-           "options_from_shapes", "load_model_weights", "weights_from_checkpoint", "zoo_weights", "OPENAI", "ALL_OPTIONS",
-           "FEATURE_FREE_PREFIXES"]
+           "options_from_shapes", "load_model_weights", "weights_from_checkpoint", "zoo_weights",
+           "load_base", "check_base", "OPENAI", "ALL_OPTIONS", "FEATURE_FREE_PREFIXES"]
 
 #: the spec of OpenAI's CLIP weights (through open_clip's cache)
 OPENAI = "openai"
@@ -272,6 +281,10 @@ class Weights:
             ...: what resuming a training run needs; {} for other files).
         described: the options the weights decide (:data:`ALL_OPTIONS` for self-describing
             files and zoo entries; those read from tensor shapes otherwise).
+        base: a parameter-efficient model's ``base`` entry (:func:`~.peft.base_entry`: where its
+            frozen base comes from, its sha256), or None. Unless the base is ``stored`` in the
+            file, :attr:`state_dict` holds only the rest and :meth:`build` loads the base first
+            (:func:`load_base`).
     """
 
     source: str
@@ -282,6 +295,12 @@ class Weights:
     state_dict: Dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
     checkpoint: Dict[str, Any] = field(default_factory=dict, repr=False)
     described: FrozenSet[str] = frozenset()
+    base: Dict[str, Any] | None = None
+
+    @property
+    def base_by_reference(self) -> bool:
+        """The file holds a PEFT model without its base (which :func:`load_base` brings)."""
+        return bool(self.base) and self.base.get("kind") != "stored"
 
     @property
     def arch(self) -> str:
@@ -313,7 +332,7 @@ class Weights:
         return dataclasses.replace(self.config, **changes)
 
     def build(self, loss: str | None = None, strict: bool = True, inference: bool = False,
-              **overrides: Any) -> TFCLIP:
+              base: str | None = None, **overrides: Any) -> TFCLIP:
         """The model the weights describe (with ``overrides``, see :meth:`configure`), loaded.
 
         Args:
@@ -321,8 +340,12 @@ class Weights:
             strict: every key must fit (see :func:`load_model_weights`).
             inference: training-only parts (classifiers, identity bank, SSP, prompts) may be
                 absent from a file that does not describe itself.
+            base: for a parameter-efficient checkpoint, where its frozen base is now (a file;
+                default: where the checkpoint says, :func:`load_base`).
         """
         model = TFCLIP(self.configure(**overrides), loss=loss)
+        if self.base_by_reference:
+            load_base(model, self.base, self.source, base)
         load_model_weights(model, self, strict=strict,
                            optional=FEATURE_FREE_PREFIXES if inference else ())
         return model
@@ -397,8 +420,11 @@ def _from_header(checkpoint: Mapping[str, Any], header: Mapping[str, Any], sourc
         logger.info(f"=> {source} records no preprocessing (written before checkpoints "
                     f"recorded it): using {config.arch}'s default, {preprocess.describe()}")
     rest = {k: v for k, v in checkpoint.items() if k not in HEADER_KEYS + STATE_DICT_KEYS}
+    base = header.get("base")
+    if base is not None and (not isinstance(base, Mapping) or base.get("kind") not in BASE_KINDS):
+        raise ValueError(f"{source} has a base entry this version does not know: {base!r}")
     return Weights(source, path, "tfclip", config, preprocess, unwrap_state_dict(checkpoint),
-                   rest, ALL_OPTIONS)
+                   rest, ALL_OPTIONS, dict(base) if base else None)
 
 
 def weights_from_checkpoint(checkpoint: Mapping[str, Any], source: str = "",
@@ -643,12 +669,26 @@ def load_model_weights(
     where = source or weights.source
     if weights.layout == "clip":
         model.load_clip_weights(weights.path)
+        if model.cfg.peft != "none":
+            source = OPENAI if weights.source == OPENAI else osp.abspath(weights.path)
+            set_base(model, "clip", source, openai_model=model.cfg.openai_model or "")
         return {"missing": [], "unexpected": [], "skipped": []}
     differences = _check_model(weights, model, where)
     state, own = weights.state_dict, model.state_dict()
     skipped = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
                for k, v in state.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
+    base = set(base_keys(model))
+    if weights.base_by_reference:
+        _check_base(model, weights.base, where)  # the base keys are the model's own
+        state = {k: v for k, v in state.items() if k not in base}
+        own = {k: v for k, v in own.items() if k not in base}
     missing = [k for k in own if k not in state and not k.startswith("memory.")]
+    if model.cfg.peft != "none" and not any(is_peft_key(k) for k in state):
+        added = [k for k in missing if is_peft_key(k)]  # weights without PEFT: a new method
+        if added:
+            logger.info(f"=> {where} holds no {model.cfg.peft} modules: they start from their "
+                        f"initialisation ({len(added)} tensors), the weights are the base")
+        missing = [k for k in missing if not is_peft_key(k)]
     unexpected = [k for k in state if k not in own and not k.startswith("memory.")]
     if strict:
         optional = tuple(optional)
@@ -662,4 +702,91 @@ def load_model_weights(
     loadable = {k: v for k, v in state.items()
                 if k in own and tuple(v.shape) == tuple(own[k].shape)}
     model.load_state_dict(loadable, strict=False)
+    if weights.base_by_reference:
+        if not model.peft_base:  # the model's own record (where its base was loaded from) wins
+            model.peft_base = dict(weights.base)
+    elif model.cfg.peft != "none" and base and base <= set(loadable):
+        _base_from(model, weights)
     return {"missing": missing, "unexpected": unexpected, "skipped": skipped}
+
+
+def _base_from(model: TFCLIP, weights: Weights) -> None:
+    """Record the base a PEFT model took from ``weights`` (every base tensor came from them)."""
+    if weights.base is not None:  # a PEFT checkpoint that stores its base
+        model.peft_base = None
+    elif weights.path or zoo.is_zoo(weights.source):
+        source = weights.source if zoo.is_zoo(weights.source) else osp.abspath(weights.path)
+        set_base(model, "weights", source)
+
+
+def _check_base(model: TFCLIP, entry: Mapping[str, Any], where: str) -> None:
+    """The model's base must be the one a checkpoint was trained on (its sha256)."""
+    digest = base_digest(base_state_dict(model))
+    if entry.get("sha256") and digest != entry["sha256"]:
+        raise ValueError(
+            f"{where} holds the trained part of a {model.cfg.peft} model whose frozen base is "
+            f"{describe_base(entry)} (sha256 {entry['sha256'][:16]}...), but this model's base "
+            f"differs (sha256 {digest[:16]}...): rebuild the model the file describes "
+            f"(load_tfclip(path), --weights / --resume PATH), which loads that base first")
+
+
+def _unavailable(entry: Mapping[str, Any], spec: str, peft: str, where: str,
+                 err: BaseException) -> FileNotFoundError:
+    local = spec != OPENAI and not zoo.is_zoo(spec)
+    reason = "no such file" if local and not osp.isfile(osp.expanduser(spec)) else str(err)
+    return FileNotFoundError(
+        f"{where} holds the trained part of a {peft} model; its frozen base, "
+        f"{describe_base(dict(entry, source=spec))}, is not available: {reason}. Put it back (or, "
+        f"for openai, download it once online), or name where it is now: "
+        f"load_tfclip(PATH, base=FILE) / resolve_weights(PATH).build(base=FILE) in Python, "
+        f"model.pretrained FILE on the command line")
+
+
+def check_base(weights: Weights, override: str | None = None) -> None:
+    """Before any compute: the frozen base that ``weights`` (a parameter-efficient checkpoint)
+    refer to can be found (``openai`` in the cache or downloadable, the file exists); nothing
+    is read. Raises the FileNotFoundError of :func:`load_base`."""
+    if not weights.base_by_reference:
+        return
+    entry = weights.base
+    spec = override or entry.get("source", "")
+    try:
+        if entry["kind"] == "clip":
+            resolve_weights(spec, weights.arch, layout="clip",
+                            openai_model=entry.get("openai_model") or None)
+        else:
+            weights_file(spec, quiet=True)
+    except (OSError, RuntimeError) as err:  # FileNotFoundError, offline 'openai', a download
+        raise _unavailable(entry, spec, weights.config.peft, weights.source, err) from err
+
+
+def load_base(model: TFCLIP, entry: Mapping[str, Any], where: str = "the checkpoint",
+              override: str | None = None) -> None:
+    """Load the frozen base a PEFT checkpoint refers to (its ``base`` entry) into ``model`` and
+    check its sha256; ``override`` is where the base is now, if not where the entry says.
+
+    Raises:
+        FileNotFoundError: the base is not available (not downloaded, offline, moved); the
+            message names it and how to pass it.
+        ValueError: the weights found are not the base the checkpoint was trained on.
+    """
+    spec = override or entry.get("source", "")
+    try:
+        if entry["kind"] == "clip":
+            clip = resolve_weights(spec, model.cfg.arch, layout="clip",
+                                   openai_model=entry.get("openai_model") or None)
+            model.load_clip_weights(clip.path)
+        else:
+            full = resolve_weights(spec, quiet=True)
+            keys = base_keys(model)
+            absent = [k for k in keys if k not in full.state_dict]
+            if absent:
+                raise ValueError(f"{spec} does not hold the base ({_first(absent)} missing)")
+            model.load_state_dict({k: full.state_dict[k] for k in keys}, strict=False)
+    except (OSError, RuntimeError) as err:  # FileNotFoundError, offline 'openai', a download
+        raise _unavailable(entry, spec, model.cfg.peft, where, err) from err
+    _check_base(model, entry, where if not override else f"{where} (base {override})")
+    named = spec if spec == OPENAI or zoo.is_zoo(spec) else osp.abspath(osp.expanduser(spec))
+    model.peft_base = dict(entry, source=named)
+    logger.info(f"=> {where}: a {model.cfg.peft} model; its frozen base, "
+                f"{describe_base(model.peft_base)}, loaded (sha256 as recorded)")

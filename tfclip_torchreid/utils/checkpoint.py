@@ -51,8 +51,9 @@ __all__ = ["save_checkpoint", "load_checkpoint", "save_json", "checkpoint_header
 
 #: ``format`` entry of every checkpoint this package writes
 FORMAT = "tfclip_torchreid.checkpoint/1"
-#: the entries :func:`checkpoint_header` writes (``preprocess``: older files lack it)
-HEADER_KEYS = ("format", "version", "arch", "model_cfg", "preprocess")
+#: the entries :func:`checkpoint_header` writes (``preprocess``: older files lack it), and
+#: ``base``: where the frozen base of a parameter-efficient model comes from (``models/peft``)
+HEADER_KEYS = ("format", "version", "arch", "model_cfg", "preprocess", "base")
 #: entries that hold the state dict of a checkpoint, in the order they are looked for
 STATE_DICT_KEYS = ("state_dict", "model", "model_state_dict")
 #: wrapper prefixes: DataParallel / DDP and ``torch.compile``
@@ -352,11 +353,12 @@ def checkpoint_header(model: torch.nn.Module,
 
 
 def read_header(checkpoint: Mapping[str, Any]) -> Dict[str, Any] | None:
-    """``{"arch", "model_cfg", "version", "preprocess"}`` of a self-describing checkpoint (
-    ``preprocess`` is None in files written before it was recorded), else None."""
+    """``{"arch", "model_cfg", "version", "preprocess", "base"}`` of a self-describing
+    checkpoint (``preprocess`` is None in files written before it was recorded, ``base`` in
+    files of models trained in full), else None."""
     if not isinstance(checkpoint, Mapping) or checkpoint.get("format") != FORMAT:
         return None
-    return {k: checkpoint.get(k) for k in ("arch", "model_cfg", "version", "preprocess")}
+    return {k: checkpoint.get(k) for k in ("arch", "model_cfg", "version", "preprocess", "base")}
 
 
 def unwrap_state_dict(checkpoint: Mapping[str, Any]) -> Dict[str, Any]:
