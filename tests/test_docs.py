@@ -160,6 +160,25 @@ def test_every_local_link_resolves(doc):
     assert not broken, f"{doc}: broken links: {broken}"
 
 
+def test_docs_named_in_code_and_configs_exist():
+    """``docs/<page>.md#<heading>`` in docstrings, comments and configs points at a heading."""
+    files = [p for pattern in ("tfclip_torchreid/**/*.py", "tools/*.py", "configs/**/*.yaml",
+                               "tests/*.py") for p in glob.glob(osp.join(REPO, pattern),
+                                                               recursive=True)]
+    broken, seen = [], 0
+    for file in files:
+        with open(file, encoding="utf-8") as f:
+            text = f.read()
+        for page, anchor in re.findall(r"\b(docs/[\w-]+\.md)(?:#([\w-]+))?", text):
+            seen += 1
+            where = osp.relpath(file, REPO)
+            if not osp.isfile(osp.join(REPO, page)):
+                broken.append(f"{where}: {page}")
+            elif anchor and anchor not in _anchors(read(page)):
+                broken.append(f"{where}: {page}#{anchor}")
+    assert seen > 20 and not broken, f"references to pages or headings that do not exist: {broken}"
+
+
 # ------------------------------------------------------------------------- choices and models
 def test_synthetic_formats_in_the_docs_are_the_tools_choices():
     tool = runpy.run_path(osp.join(REPO, "tools", "make_synthetic_dataset.py"), run_name="tool")

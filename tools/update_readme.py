@@ -185,7 +185,8 @@ def ranked_caption(features: str, query: int, topk: int = 5) -> str:
     _, q_pid, q_cam = qi[query]
     ranked = rank_gallery(feature_distances(qf, gf)[query], q_pid, q_cam,
                           [g[1] for g in gi], [g[2] for g in gi], topk)
-    shown = ", ".join(f"{gi[k][1]}{' (match)' if gi[k][1] == q_pid else ''}" for k in ranked)
+    notes = {q_pid: " (match)", 0: " (distractor)"}  # MARS: identity 0 = distractors
+    shown = ", ".join(f"{gi[k][1]}{notes.get(gi[k][1], '')}" for k in ranked)
     return (f"The ranked picture: query {query + 1} of {len(qi)} (identity {q_pid}); its top "
             f"{len(ranked)} gallery tracklets are identities {shown}.")
 
