@@ -91,8 +91,7 @@ def bench_one(args: argparse.Namespace, spec: str, stride: int) -> dict:
     scheduler = WarmupMultiStepLR(optimizer)
     criterion = TFCLIPLoss(num_classes=args.num_classes)
     h, w = model.cfg.image_size
-    k = 2 if args.batch % 2 == 0 else 1
-    pids = torch.arange(args.batch // k).repeat_interleave(k)
+    pids = torch.arange(args.batch // 2).repeat_interleave(2)  # P x 2 (main checks the batch)
     cams = torch.randint(0, 6, (args.batch,))
     x = torch.randn(args.batch, args.frames, 3, h, w)
 
@@ -185,7 +184,7 @@ def main(argv: list | None = None) -> list:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--arch", default="tfclip_vitb16")
-    p.add_argument("--batch", type=int, default=4, help="clips per step (P x 2)")
+    p.add_argument("--batch", type=int, default=4, help="clips per step (P x 2, even, >= 4)")
     p.add_argument("--frames", type=int, default=4)
     p.add_argument("--num-classes", type=int, default=625)
     p.add_argument("--stride", type=int, nargs="+", default=[16, 12])
@@ -197,6 +196,9 @@ def main(argv: list | None = None) -> list:
     p.add_argument("--json", action="store_true", help="print the rows as JSON too")
     p.add_argument("--single", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.batch < 4 or args.batch % 2:
+        p.error(f"--batch must be even and >= 4 (P x 2 clips: the triplet loss needs 2 "
+                f"identities with 2 clips each), got {args.batch}")
     for spec in args.modes:
         parse_mode(spec)  # a bad mode fails before any run
     if args.single:

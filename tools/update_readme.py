@@ -243,18 +243,25 @@ def train_step() -> str:
     return "\n".join(lines)
 
 
-PEFT_BENCH = ["--arch", "tfclip_vitb16", "--batch", "4", "--frames", "4", "--stride", "16", "12",
-              "--modes", "none", "lora", "prompt", "adapter", "lora:qkv", "--steps", "2"]
+#: tools/bench_peft.py's arguments for the ``peft`` section: ViT-B/16 at both strides, every mode
+#: one warm-up and one timed step per process, glibc's allocator as it is (a small batch:
+#: CPU steps of the full-size ViT take tens of seconds)
+PEFT_BENCH = ["--arch", "tfclip_vitb16", "--batch", "4", "--frames", "2", "--stride", "16", "12",
+              "--modes", "none", "lora", "prompt", "adapter", "--steps", "1", "--no-live"]
 
 
 def peft() -> str:
+    """tools/bench_peft.py: each mode beside full fine-tuning (``none``), ratios to it."""
     sys.path.insert(0, osp.join(REPO, "tools"))
     import bench_peft
 
     out = subprocess.run([PY, osp.join(REPO, "tools", "bench_peft.py"), *PEFT_BENCH, "--json"],
                          check=True, capture_output=True, text=True).stdout
     rows = json.loads(out[out.index("\n[") + 1:])
-    return bench_peft.table(rows)
+    head = (f"`python tools/bench_peft.py {' '.join(PEFT_BENCH)}` (random weights, "
+            f"{rows[0]['threads']} CPU thread(s); load: the machine's load average during the "
+            f"row, so step times are pessimistic when it exceeds the cores):")
+    return head + "\n\n" + bench_peft.table(rows)
 
 
 def extract() -> str:
