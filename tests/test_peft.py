@@ -17,15 +17,17 @@ import torch
 from train_helpers import tiny_config
 
 from tfclip_torchreid import compat
+from tfclip_torchreid.config import configs_path, get_default_config, merge_config_file
 from tfclip_torchreid.engine import VideoV2MEngine
 from tfclip_torchreid.export import export_model, verify_export
 from tfclip_torchreid.losses import TFCLIPLoss
 from tfclip_torchreid.models import build_tfclip, load_tfclip
+from tfclip_torchreid.models.archs import model_config
 from tfclip_torchreid.models.config import TFCLIPConfig
 from tfclip_torchreid.models.peft import base_state_dict, is_peft_key
 from tfclip_torchreid.models.weights import resolve_weights
 from tfclip_torchreid.optim import build_tfclip_optimizer
-from tfclip_torchreid.runner import build_engine, check_config, main
+from tfclip_torchreid.runner import build_engine, check_config, main, model_overrides
 from tfclip_torchreid.utils.checkpoint import load_checkpoint
 
 MODES = ("lora", "prompt", "adapter")
@@ -75,7 +77,8 @@ def test_trainable_parameters_per_mode_tiny(mode):
                    if not is_peft_key(n))
 
 
-@pytest.mark.parametrize("arch, grid", [("tfclip_vitb16", 16 * 8), ("tfclip_vitb16_s12", 21 * 10)])
+@pytest.mark.parametrize("arch, grid", [("tfclip_vitb16", 16 * 8), ("tfclip_vitb16_s12", 21 * 10),
+                                        ("clipreid_vitb16", 16 * 8)])
 def test_lora_trains_a_fifth_of_full_fine_tuning_at_full_size(arch, grid):
     with torch.device("meta"):
         full = build_tfclip(arch, num_classes=625, camera_num=6)
@@ -408,14 +411,15 @@ def test_offline_openai_base_says_what_to_do(tmp_path, monkeypatch):
 # ------------------------------------------------------------------ configs and command line
 @pytest.mark.parametrize("name", MODES)
 def test_peft_configs_are_valid(name):
-    from tfclip_torchreid.config import configs_path, get_default_config, merge_config_file
-    from tfclip_torchreid.models.archs import model_config
-    from tfclip_torchreid.runner import model_overrides
-
     cfg = merge_config_file(get_default_config(), configs_path("peft", f"{name}.yaml"))
     mcfg = model_config(cfg.model.name, 625, 6, **model_overrides(cfg))
     assert mcfg.peft == name and cfg.model.name == "tfclip_vitb16"
     assert cfg.train.lr == 5e-6 and cfg.train.peft_lr_factor > 1.0
+    demo = merge_config_file(get_default_config(), configs_path("peft", f"demo_{name}.yaml"))
+    plain = merge_config_file(get_default_config(), configs_path("demo.yaml"))
+    assert demo.model.peft == name and demo.data.save_dir == f"log/demo_peft_{name}"
+    demo.model.peft, demo.data.save_dir = plain.model.peft, plain.data.save_dir
+    assert demo == plain  # the demo in every other respect
 
 
 def test_demo_command_line_trains_a_peft_mode(mars_root, tmp_path):
