@@ -418,7 +418,11 @@ def test_peft_configs_are_valid(name):
     demo = merge_config_file(get_default_config(), configs_path("peft", f"demo_{name}.yaml"))
     plain = merge_config_file(get_default_config(), configs_path("demo.yaml"))
     assert demo.model.peft == name and demo.data.save_dir == f"log/demo_peft_{name}"
-    demo.model.peft, demo.data.save_dir = plain.model.peft, plain.data.save_dir
+    assert demo.train.peft_lr_factor == 20.0 and demo.train.max_epoch == 12
+    for key in ("model.peft", "data.save_dir", "train.peft_lr_factor", "train.max_epoch",
+                "train.milestones"):
+        section, option = key.split(".")
+        setattr(getattr(demo, section), option, getattr(getattr(plain, section), option))
     assert demo == plain  # the demo in every other respect
 
 
