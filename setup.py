@@ -29,6 +29,9 @@ INSTALL_REQUIRES = read_requirements("base.txt") + read_requirements("pypi-torch
 # tools/export.py: ONNX files (torch's torch.export-based exporter needs onnxscript) checked
 # with onnxruntime; TorchScript needs nothing more
 EXPORT_REQUIRES = ["onnx", "onnxscript", "onnxruntime"]
+# tfclip_torchreid.search and tools/search.py: gallery indices on faiss (CPU build; tested with
+# faiss-cpu 1.15.1)
+SEARCH_REQUIRES = ["faiss-cpu"]
 
 setup(
     name="tfclip-torchreid",
@@ -41,6 +44,7 @@ setup(
     packages=find_packages(include=["tfclip_torchreid", "tfclip_torchreid.*"]),
     package_data={"tfclip_torchreid.models": ["model_configs/*.json"]},
     install_requires=INSTALL_REQUIRES,
-    extras_require={"export": EXPORT_REQUIRES, "test": ["pytest>=7", "ruff", *EXPORT_REQUIRES]},
+    extras_require={"export": EXPORT_REQUIRES, "search": SEARCH_REQUIRES,
+                    "test": ["pytest>=7", "ruff", *EXPORT_REQUIRES, *SEARCH_REQUIRES]},
     keywords=["person re-identification", "video reid", "CLIP", "torchreid"],
 )

@@ -48,13 +48,16 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Sequence, Tupl
 import numpy as np
 import torch
 import torch.nn as nn
+from torch.utils.data import DataLoader, Subset
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from .data.datamanager import build_test_loader
+from .data.distributed import shard_indices
 from .data.transforms import build_sequence_transforms
 from .engine.evaluation import DenseEvaluator
 from .export import uses_cameras
 from .metrics.rank import RankMetrics, rank_metrics
+from .utils.distributed import get_rank, get_world_size, is_dist
 from .utils.feature_files import (
     H5_EXTENSIONS,
     Tracklet,
@@ -66,7 +69,8 @@ from .visualize import rank_gallery
 
 __all__ = ["IMAGE_EXTENSIONS", "Tracklet", "parse_ids", "discover_tracklets", "embed_tracklets",
            "embed_folder", "feature_index", "save_embeddings", "load_embeddings", "rank_table",
-           "write_rank_table", "ranking_metrics", "RANK_TABLE_COLUMNS", "H5_EXTENSIONS"]
+           "write_rank_table", "ranking_metrics", "RANK_TABLE_COLUMNS", "H5_EXTENSIONS",
+           "shard_batches"]
 
 #: image files recognised as frames (torchvision's list)
 IMAGE_EXTENSIONS = tuple(IMG_EXTENSIONS)
@@ -162,6 +166,30 @@ def _progress_bar(total: int) -> Callable[[Iterable[dict], str], Iterator[dict]]
     return wrap
 
 
+def shard_batches(loader: DataLoader, rank: int, world_size: int) -> DataLoader:
+    """``loader`` restricted to rank ``rank``'s contiguous run of whole batches.
+
+    Every batch is the one a single process would form (same tracklets, same clips per forward
+    pass), so the features gathered from ranks ``0..world_size-1`` in order equal one process's
+    (``index`` in the batches stays the tracklet's position in the full list).
+
+    Example:
+        >>> loader = DataLoader(list(range(10)), batch_size=3)
+        >>> [b.tolist() for b in shard_batches(loader, 1, 2)]
+        [[6, 7, 8], [9]]
+    """
+    size = int(loader.batch_size)
+    batches = shard_indices(-(-len(loader.dataset) // size), rank, world_size)
+    rows = range(batches.start * size, min(batches.stop * size, len(loader.dataset)))
+    return DataLoader(Subset(loader.dataset, rows), batch_size=size, shuffle=False,
+                      drop_last=False, collate_fn=loader.collate_fn,
+                      num_workers=loader.num_workers, pin_memory=loader.pin_memory)
+
+
+def _this_rank(loader: DataLoader) -> DataLoader:
+    return shard_batches(loader, get_rank(), get_world_size())
+
+
 def embed_tracklets(model: nn.Module, tracklets: Sequence[Tracklet], seq_len: int = 8,
                     batch_size: int = 8, norm: Any = "imagenet",
                     device: str | torch.device | None = None, workers: int = 0,
@@ -180,6 +208,11 @@ def embed_tracklets(model: nn.Module, tracklets: Sequence[Tracklet], seq_len: in
         max_clips: clips per forward pass.
         progress: show a progress bar (tqdm, on stderr).
         desc: label of the progress bar and of errors.
+
+    Inside an initialised ``torch.distributed`` process group (``torchrun``), every process
+    calls this with the same arguments: each embeds its share of whole batches
+    (:func:`shard_batches`) and every process returns all the features, in order, equal to
+    what one process computes.
     """
     if not tracklets:
         raise ValueError("no tracklets to embed")
@@ -200,7 +233,8 @@ def embed_tracklets(model: nn.Module, tracklets: Sequence[Tracklet], seq_len: in
         return model(clips, cams if cameras else None)
 
     evaluator = DenseEvaluator(device=device, max_clips=max_clips,
-                               progress=_progress_bar(len(tracklets)) if progress else None)
+                               progress=_progress_bar(len(tracklets)) if progress else None,
+                               shard=_this_rank if is_dist() else None)
     out = evaluator.extract(loader, forward, desc)
     if out.index.tolist() != list(range(len(tracklets))):
         raise RuntimeError(f"{desc}: the loader returned tracklets out of order")

@@ -13,14 +13,21 @@ and the top-k table is written to ``OUT_topk.csv`` (query, rank, gallery, distan
 tracklets as their folder or image path under QDIR / GDIR);
 CMC / mAP are printed when the names carry identities.
 
+Several processes (``torchrun --nproc_per_node=N tools/embed.py ...``, one per GPU, or gloo
+processes on CPUs) share the embedding: each takes a contiguous run of whole batches and the
+features are gathered in order, so the files are the ones a single process writes; only the
+first process writes files and prints.
+
 Examples:
     python tools/embed.py --weights log/mars/checkpoints/latest.pth --input tracks/ --out f.npy
     python tools/embed.py --weights W --query q/ --gallery g/ --out out/mars.h5 --topk 10
+    torchrun --nproc_per_node=4 tools/embed.py --weights W --input tracks/ --out f.npy
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import os.path as osp
 import sys
 import time
@@ -39,6 +46,12 @@ from tfclip_torchreid.embedding import (
 )
 from tfclip_torchreid.export import load_inference_model
 from tfclip_torchreid.models import list_archs
+from tfclip_torchreid.utils.distributed import (
+    cleanup,
+    init_distributed,
+    is_dist,
+    is_main_process,
+)
 from tfclip_torchreid.utils.logger import console_logging
 from tfclip_torchreid.visualize import feature_distances
 
@@ -89,6 +102,8 @@ def _embed(model: torch.nn.Module, folder: str, out: str, args: argparse.Namespa
         meta={"weights": args.weights}, seq_len=args.seq_len, batch_size=args.batch_size,
         norm=args.norm, device=args.device, workers=args.workers, max_clips=args.max_clips,
         progress=not args.quiet, desc=desc)
+    if not is_main_process():
+        return feats, index
     files = save_embeddings(out, feats, index)
     frames = sum(it["num_frames"] for it in index["items"])
     print(f"=> {desc}: {len(feats)} tracklets ({frames} frames) from {folder} -> "
@@ -97,13 +112,28 @@ def _embed(model: torch.nn.Module, folder: str, out: str, args: argparse.Namespa
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Runs the tool with the package's log lines shown on stdout."""
-    with console_logging():
-        return _run(argv)
+    """Runs the tool with the package's log lines shown on stdout (one process or, under
+    torchrun, each of several)."""
+    joined = is_dist()  # a caller's process group stays theirs
+    distributed = init_distributed()
+    try:
+        with console_logging():
+            return _run(argv, distributed)
+    finally:
+        if distributed and not joined:
+            cleanup()
 
 
-def _run(argv: list[str] | None = None) -> int:
+def _rank_device(device: str) -> str:
+    """Each torchrun process's own GPU (``cuda`` -> ``cuda:LOCAL_RANK``)."""
+    return f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if device == "cuda" else device
+
+
+def _run(argv: list[str] | None = None, distributed: bool = False) -> int:
     args = build_parser().parse_args(argv)
+    if distributed:
+        args.device = _rank_device(args.device)
+        args.quiet = args.quiet or not is_main_process()
     if (args.query is None) != (args.gallery is None):
         print("error: --query and --gallery go together", file=sys.stderr)
         return 2
@@ -121,6 +151,8 @@ def _run(argv: list[str] | None = None) -> int:
 
     qf, q_index = _embed(model, args.query, _derived(args.out, "query"), args, "query")
     gf, g_index = _embed(model, args.gallery, _derived(args.out, "gallery"), args, "gallery")
+    if not is_main_process():
+        return 0
     distmat = feature_distances(qf, gf)
     query = [{**it, "name": osp.join(args.query, it["name"])} for it in q_index["items"]]
     gallery = [{**it, "name": osp.join(args.gallery, it["name"])} for it in g_index["items"]]

@@ -12,7 +12,8 @@ and is rewritten here from code or from a run, never by hand, so it cannot go st
   ``tools/visualize.py`` pictures of the ``demo`` run's test features, copied to docs/images/;
 * ``rank``: ``tools/bench_rank.py``; ``train-step``: ``tools/bench_train_step.py`` (ViT-B/16 on
   the CPU); ``extract``: ``tools/bench_extract.py``; ``export``: ``tools/export.py`` for
-  ``tfclip_vitb16``.
+  ``tfclip_vitb16``; ``search``: ``tools/bench_search.py`` at 1M tracklets (compressed, and exact
+  with 100 queries: ~10 GB of memory).
 
 Examples:
     python tools/update_readme.py                           # everything (about half an hour)
@@ -201,6 +202,42 @@ def export() -> str:
     return "\n".join(lines)
 
 
+#: tools/bench_search.py runs of the ``search`` block: 1M tracklets at 2048-d
+SEARCH_RUNS = (["--gallery", "1000000"], ["--gallery", "1000000", "--queries", "100", "--exact"])
+
+
+def search_table(rows: List[dict]) -> str:
+    """The ``search`` block from ``tools/bench_search.py --json`` results.
+
+    Example:
+        >>> row = {"index": "Flat", "params": "", "gallery": 10, "queries": 5, "build_s": 1.0,
+        ...        "index_gb": 0.5, "store_gb": 0.0, "peak_rss_gb": 1.0, "queries_per_s": 20.0,
+        ...        "recall_at_10": 1.0, "exact_equal": True, "load_avg": [2.0, 2.0, 2.0]}
+        >>> search_table([row]).splitlines()[-1]
+        '| Flat | 10 | 5 | 1 s | 0.50 GB | - | 1.00 GB | 20 | 1.000 | yes | 2.0 |'
+    """
+    lines = ["| index | gallery | queries | build | in memory | on disk | peak RSS | queries/s "
+             "| recall@10 | = ranker | load |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        name = f"{r['index']} ({r['params']})" if r["params"] else r["index"]
+        disk = f"{r['store_gb']:.2f} GB" if r["store_gb"] else "-"
+        equal = {True: "yes", False: "no"}.get(r.get("exact_equal"), "-")
+        lines.append(f"| {name} | {r['gallery']:,} | {r['queries']:,} | {r['build_s']:.0f} s | "
+                     f"{r['index_gb']:.2f} GB | {disk} | {r['peak_rss_gb']:.2f} GB | "
+                     f"{r['queries_per_s']:,.0f} | {r['recall_at_10']:.3f} | {equal} | "
+                     f"{r['load_avg'][0]:.1f} |")
+    return "\n".join(lines)
+
+
+def search() -> str:
+    rows = []
+    for args in SEARCH_RUNS:
+        out = subprocess.run([PY, osp.join(REPO, "tools", "bench_search.py"), *args, "--json"],
+                             check=True, capture_output=True, text=True).stdout
+        rows.append(json.loads(out.strip().splitlines()[-1]))
+    return search_table(rows)
+
+
 SECTIONS: Dict[str, Callable[[], str]] = {
     "switches": switches,
     "models": models,
@@ -214,6 +251,7 @@ SECTIONS: Dict[str, Callable[[], str]] = {
     "train-step": train_step,
     "extract": extract,
     "export": export,
+    "search": search,
 }
 CODE_SECTIONS = ("switches", "models", "paper-table-2")
 
