@@ -7,11 +7,11 @@ from setuptools import find_packages, setup
 
 def read_version() -> str:
     here = osp.dirname(osp.abspath(__file__))
-    with open(osp.join(here, "tfclip_torchreid", "__init__.py")) as f:
+    with open(osp.join(here, "tfclip_torchreid", "version.py")) as f:
         for line in f:
             if line.startswith("__version__"):
                 return line.split("=")[1].strip().strip("\"'")
-    raise RuntimeError("no __version__ in tfclip_torchreid/__init__.py")
+    raise RuntimeError("no __version__ in tfclip_torchreid/version.py")
 
 
 def read_requirements(name: str) -> list:
@@ -32,6 +32,13 @@ EXPORT_REQUIRES = ["onnx", "onnxscript", "onnxruntime"]
 # tfclip_torchreid.search and tools/search.py: gallery indices on faiss (CPU build; tested with
 # faiss-cpu 1.15.1)
 SEARCH_REQUIRES = ["faiss-cpu"]
+# tools/visualize.py --tsne (tfclip_torchreid.visualize.draw_tsne); the ranked pictures need none
+VIZ_REQUIRES = ["matplotlib", "scikit-learn", "threadpoolctl"]
+
+# configs/ (demo, dataset and paper configs, the paper's numbers in configs/paper/tables.json)
+# stays at the top level of the repository and is installed as the package data
+# tfclip_torchreid/configs; tfclip_torchreid.config.configs_path finds either.
+CONFIGS = "tfclip_torchreid.configs"
 
 setup(
     name="tfclip-torchreid",
@@ -41,10 +48,15 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.9",
-    packages=find_packages(include=["tfclip_torchreid", "tfclip_torchreid.*"]),
-    package_data={"tfclip_torchreid.models": ["model_configs/*.json"]},
+    packages=find_packages(include=["tfclip_torchreid", "tfclip_torchreid.*"]) + [CONFIGS],
+    package_dir={CONFIGS: "configs"},
+    package_data={"tfclip_torchreid.models": ["model_configs/*.json"],
+                  CONFIGS: ["*.yaml", "paper/*.yaml", "paper/*.json"]},
     install_requires=INSTALL_REQUIRES,
-    extras_require={"export": EXPORT_REQUIRES, "search": SEARCH_REQUIRES,
-                    "test": ["pytest>=7", "ruff", *EXPORT_REQUIRES, *SEARCH_REQUIRES]},
+    extras_require={"export": EXPORT_REQUIRES, "search": SEARCH_REQUIRES, "viz": VIZ_REQUIRES,
+                    # setuptools, wheel: tests/test_paper_tables.py builds the package offline;
+                    # import-linter: tests/test_layers.py checks the layers of pyproject.toml
+                    "test": ["pytest>=7", "ruff", "import-linter>=2.1", "setuptools>=61", "wheel",
+                             *EXPORT_REQUIRES, *SEARCH_REQUIRES, *VIZ_REQUIRES]},
     keywords=["person re-identification", "video reid", "CLIP", "torchreid"],
 )

@@ -13,7 +13,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from train_helpers import TINY_MARS  # noqa: E402
 
-from tfclip_torchreid.data.synthetic import make_synthetic_dataset  # noqa: E402
+from tfclip_torchreid.testing import make_synthetic_dataset  # noqa: E402
 
 # One intra-op thread: the test models are tiny, and on a busy 2-core machine two spinning
 # OpenMP threads make them about 10x slower. Subprocesses (CLI, torchrun) inherit OMP_NUM_THREADS.

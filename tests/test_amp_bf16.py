@@ -11,7 +11,7 @@ from test_save_features import evaluated_engine, saved
 from train_helpers import tiny_config
 
 from tfclip_torchreid import compat
-from tfclip_torchreid.engine.runner import build_engine
+from tfclip_torchreid.runner import build_engine
 
 
 def record_precision(model: torch.nn.Module) -> list:

@@ -12,13 +12,13 @@ import torch
 from train_helpers import tiny_config
 
 from tfclip_torchreid import compat
-from tfclip_torchreid.data.synthetic import make_synthetic_dataset
 from tfclip_torchreid.engine import VideoV2MEngine
 from tfclip_torchreid.engine.identity_bank import IdentityBankHook
 from tfclip_torchreid.engine.prompt_learning import PromptLearningStage
-from tfclip_torchreid.engine.runner import build_engine, main
 from tfclip_torchreid.losses import TFCLIPLoss
 from tfclip_torchreid.models import build_tfclip
+from tfclip_torchreid.runner import build_engine, main
+from tfclip_torchreid.testing import make_synthetic_dataset
 
 
 def make_cfg(root: str, save_dir: str, cache: str = "none", **overrides):

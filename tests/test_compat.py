@@ -61,6 +61,9 @@ assert compat.VideoDataset is torchreid.data.datasets.dataset.VideoDataset
 assert compat.Engine is torchreid.engine.Engine
 from tfclip_torchreid.engine import VideoV2MEngine
 assert issubclass(VideoV2MEngine, torchreid.engine.Engine)
+from tfclip_torchreid.models import FeatureExtractor
+assert torchreid.utils.FeatureExtractor is FeatureExtractor
+assert torchreid.utils.load_pretrained_weights.__module__ == "torchreid.reid.utils.torchtools"
 print("UPSTREAM-LAYOUT-OK", f.shape[1])
 '''
 
@@ -119,3 +122,44 @@ def test_package_reaches_torchreid_only_through_compat():
                         if pattern.search(f.read()):
                             offenders.append(osp.join(dirpath, fn))
     assert not offenders, offenders
+
+
+def test_the_plugin_changes_only_the_registries_and_the_feature_extractor():
+    """torchreid's functions stay its own; ``torchreid.utils.FeatureExtractor`` is our subclass
+    of torchreid's, which keeps torchreid's behaviour for torchreid's models."""
+    import torchreid
+
+    import tfclip_torchreid  # noqa: F401
+    from tfclip_torchreid.models import FeatureExtractor
+
+    root = torchreid.reid if PYPI_INSTALLED else torchreid
+    tools = importlib.import_module(f"{root.__name__}.utils.tools")
+    torchtools = importlib.import_module(f"{root.__name__}.utils.torchtools")
+    extractor_module = importlib.import_module(f"{root.__name__}.utils.feature_extractor")
+    for module in (root.utils, torchtools, extractor_module):
+        assert module.load_pretrained_weights is torchtools.load_pretrained_weights
+        assert module.load_pretrained_weights.__module__ == torchtools.__name__
+        assert not hasattr(module.load_pretrained_weights, "__wrapped__")
+    assert extractor_module.check_isfile is tools.check_isfile
+    assert tools.check_isfile.__module__ == tools.__name__
+    assert root.utils.FeatureExtractor is FeatureExtractor
+    assert FeatureExtractor.__bases__ == (extractor_module.FeatureExtractor,)
+    assert compat.FeatureExtractor is extractor_module.FeatureExtractor
+
+
+def test_feature_extractor_is_torchreids_for_torchreid_models(tmp_path, capsys):
+    import numpy as np
+    import torch
+
+    torch.manual_seed(0)
+    model = compat.build_model("osnet_x0_25", num_classes=1, pretrained=False, use_gpu=False)
+    path = str(tmp_path / "osnet.pth")
+    torch.save({"state_dict": model.state_dict()}, path)
+    ours = compat.utils.FeatureExtractor(model_name="osnet_x0_25", model_path=path,
+                                         device="cpu", verbose=False)
+    theirs = compat.FeatureExtractor(model_name="osnet_x0_25", model_path=path, device="cpu",
+                                     verbose=False)
+    assert repr(ours.preprocess) == repr(theirs.preprocess)  # torchreid's defaults: ImageNet
+    image = np.random.default_rng(0).integers(0, 256, (256, 128, 3), dtype=np.uint8)
+    torch.testing.assert_close(ours(image), theirs(image))
+    assert "Successfully loaded" in capsys.readouterr().out  # torchreid's own loader ran

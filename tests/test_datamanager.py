@@ -167,7 +167,12 @@ def test_datamanager_train_test_memory(mars_root):
     random.seed(0)
     np.random.seed(0)
     dm = _dm(root)
-    assert isinstance(dm, compat.VideoDataManager)
+    # what torchreid's engines read from a data manager (its Engine, visrank, video engines)
+    assert (dm.sources, dm.targets, dm.data_type, dm.height, dm.width) == (["mars"], ["mars"],
+                                                                           "video", H, W)
+    assert dm.fetch_test_loaders("mars") == (dm.test_dataset["mars"]["query"],
+                                              dm.test_dataset["mars"]["gallery"])
+    assert set(dm.test_loader["mars"]) == {"query", "gallery"}
     assert dm.num_train_pids == 8 and dm.num_train_cams == 6
     assert isinstance(dm.train_sampler, compat.RandomIdentitySampler)
 

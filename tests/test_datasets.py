@@ -17,9 +17,9 @@ import pytest
 import tfclip_torchreid  # noqa: F401  (registers the datasets)
 from tfclip_torchreid import compat
 from tfclip_torchreid.data import datasets as dsets
-from tfclip_torchreid.data.datasets.layouts import check_dataset_layout
+from tfclip_torchreid.data.datasets import check_dataset_layout, ilidsvid
 from tfclip_torchreid.data.datasets.lsvid import LSVID, chunk_tracklets, read_query_indices
-from tfclip_torchreid.data.synthetic import make_synthetic_dataset, synthetic_info
+from tfclip_torchreid.testing import make_synthetic_dataset, synthetic_info
 
 
 def assert_query_protocol(query, gallery):
@@ -252,7 +252,7 @@ def test_ilidsvid_generated_tree_with_torchreid_loader(tmp_path):
 
     ls_set = loadmat(osp.join(d, "train-test people splits", "train_test_splits_ilidsvid.mat"))
     assert ls_set["ls_set"].shape == (3, 6)
-    assert dsets.ilidsvid_num_splits(str(tmp_path)) == 3
+    assert ilidsvid.num_splits(osp.join(str(tmp_path), "ilids-vid")) == 3
     assert dsets.num_splits("ilidsvid", str(tmp_path)) == 3
     assert dsets.num_splits("ilidsvid_first_half_train", str(tmp_path)) == 3
     for split_id in (0, 2):
@@ -271,6 +271,8 @@ def test_ilidsvid_generated_tree_with_torchreid_loader(tmp_path):
         assert _stats(swapped.query) == {"tracklets": 3, "ids": 3, "cams": 1}
     with pytest.raises(ValueError, match="split_id exceeds range"):
         _load("ilidsvid", str(tmp_path), split_id=3)
+    os.remove(osp.join(d, "splits.json"))  # before torchreid's first use: the rows of ls_set
+    assert ilidsvid.num_splits(d) == 3
 
 
 # ---------------------------------------------------------------------------------------------

@@ -14,8 +14,8 @@ import torch
 from train_helpers import REPO, TINY_MARS, TrainProcess, assert_identical
 
 from tfclip_torchreid import compat
-from tfclip_torchreid.data.synthetic import make_synthetic_dataset
-from tfclip_torchreid.engine.runner import build_engine, build_parser, config_from_args, main
+from tfclip_torchreid.runner import build_engine, build_parser, config_from_args, main
+from tfclip_torchreid.testing import make_synthetic_dataset
 
 
 def _free_port() -> int:

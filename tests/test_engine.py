@@ -14,10 +14,10 @@ import torch.nn.functional as F
 from train_helpers import tiny_config
 
 from tfclip_torchreid import compat
-from tfclip_torchreid.data.synthetic import make_synthetic_dataset
 from tfclip_torchreid.engine import VideoV2MEngine
-from tfclip_torchreid.engine.runner import build_engine, main, run_engine
 from tfclip_torchreid.models.clip_memory import aggregate_identity_means
+from tfclip_torchreid.runner import build_engine, main, run_engine
+from tfclip_torchreid.testing import make_synthetic_dataset
 from tfclip_torchreid.utils.feature_files import load_embeddings
 
 

@@ -22,9 +22,9 @@ import pytest
 import torch
 from train_helpers import REPO, TrainProcess, assert_identical, file_hashes, tiny_config
 
-from tfclip_torchreid import compat
+from tfclip_torchreid import compat, runner
 from tfclip_torchreid.data.datamanager import build_test_loader
-from tfclip_torchreid.engine import VideoV2MEngine, runner
+from tfclip_torchreid.engine import VideoV2MEngine
 from tfclip_torchreid.engine import checkpoint as engine_checkpoint
 from tfclip_torchreid.models import build_tfclip, load_model_weights, load_tfclip
 from tfclip_torchreid.models.tfclip import TFCLIPOutput
@@ -192,8 +192,8 @@ def test_checkpoint_rebuilds_its_model_everywhere(tap_checkpoint):
     assert model.cfg.to_dict() == state["model_cfg"]
     assert_identical(model.state_dict(), state["state_dict"], "load_tfclip")
 
-    extractor = compat.FeatureExtractor(model_name="tfclip_tiny", model_path=tap_checkpoint,
-                                        device="cpu", image_size=(64, 32), verbose=False)
+    extractor = compat.utils.FeatureExtractor(model_name="tfclip_tiny", model_path=tap_checkpoint,
+                                              device="cpu", image_size=(64, 32), verbose=False)
     assert extractor.model.cfg.to_dict() == state["model_cfg"]
     assert_identical(extractor.model.state_dict(), state["state_dict"], "FeatureExtractor")
     assert extractor(torch.rand(2, 3, 64, 32)).shape == (2, 64)  # paper feature: 64 + 0 (tap)
@@ -208,10 +208,39 @@ def test_checkpoint_rebuilds_its_model_everywhere(tap_checkpoint):
         load_model_weights(gelu, state, source=tap_checkpoint, strict=False)
 
 
+def test_preprocessing_travels_with_the_checkpoint(mars_root, tap_checkpoint, tmp_path, caplog):
+    """A training run records its frames' size and normalisation; FeatureExtractor and an
+    evaluation take them from the file. A file written before (no entry) gets the arch's
+    documented default, and the log says so."""
+    caplog.set_level(logging.INFO, logger="tfclip_torchreid")
+    save = str(tmp_path / "run")
+    engine = new_engine(make_cfg(mars_root, save, **{"data.norm": "inception"}))
+    engine.run(save_dir=save, max_epoch=1, print_freq=1000)
+    latest = osp.join(save, "checkpoints", "latest.pth")
+    assert load_checkpoint(latest)["preprocess"] == {"image_size": [64, 32], "mean": [0.5] * 3,
+                                                     "std": [0.5] * 3}
+    extractor = compat.utils.FeatureExtractor(model_name="tfclip_tiny", model_path=latest,
+                                              device="cpu", verbose=False)
+    resize, _, normalize = extractor.preprocess.transforms
+    assert (tuple(resize.size), list(normalize.mean)) == ((64, 32), [0.5] * 3)
+    caplog.clear()
+    runner.main(["--evaluate-only", "--weights", latest, "--root", mars_root, "--save-dir",
+                 str(tmp_path / "eval"), "data.workers", "0", "test.batch_size", "8",
+                 "data.seq_len", "4"])
+    assert "=> data.norm: the config's 'imagenet' -> 'inception'" in caplog.text
+    assert "=> data.height: the config's 256 -> 64" in caplog.text
+
+    caplog.clear()
+    old = compat.utils.FeatureExtractor(model_name="tfclip_tiny", model_path=tap_checkpoint,
+                                        device="cpu", verbose=False)
+    assert list(old.preprocess.transforms[-1].mean) == [0.485, 0.456, 0.406]
+    assert f"{tap_checkpoint} records no preprocessing" in caplog.text
+
+
 def test_feature_extractor_refuses_another_architecture(tap_checkpoint):
     with pytest.raises(ValueError, match=r"tfclip_tiny.*not tfclip_vitb16"):
-        compat.FeatureExtractor(model_name="tfclip_vitb16", model_path=tap_checkpoint,
-                                device="cpu", verbose=False)
+        compat.utils.FeatureExtractor(model_name="tfclip_vitb16", model_path=tap_checkpoint,
+                                      device="cpu", verbose=False)
 
 
 def test_weights_flag_rebuilds_the_described_model(mars_root, tap_checkpoint, tmp_path):
@@ -226,6 +255,67 @@ def test_weights_flag_rebuilds_the_described_model(mars_root, tap_checkpoint, tm
     with pytest.raises(ValueError, match=r"tfclip_tiny.*--arch"):
         runner.main(["--evaluate-only", "--weights", tap_checkpoint, "--arch", "tfclip_vitb16",
                      "--root", str(tmp_path / "none"), "--save-dir", str(tmp_path / "x")])
+
+
+def _count_loads(monkeypatch, path: str) -> list:
+    """Every ``torch.load`` of ``path`` from now on (a list that grows)."""
+    calls, real = [], torch.load
+
+    def counting(f, *args, **kwargs):
+        if isinstance(f, (str, os.PathLike)) and osp.abspath(f) == osp.abspath(path):
+            calls.append(f)
+        return real(f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", counting)
+    return calls
+
+
+def test_resume_reads_the_checkpoint_once(mars_root, tmp_path, monkeypatch):
+    """``--resume`` resolves the checkpoint once: the model built from it and the training state
+    restored from it come from one read of the file."""
+    save = str(tmp_path / "run")
+    args = ["--arch", "tfclip_tiny", "--sources", "mars", "--root", mars_root,
+            "model.pretrained", "", "data.height", "64", "data.width", "32", "data.seq_len", "2",
+            "data.workers", "0", "train.batch_size", "8", "train.memory_cache_dir", "none",
+            "test.batch_size", "8", "--save-dir", save]
+    runner.main([*args, "train.max_epoch", "1"])
+    loads = _count_loads(monkeypatch, osp.join(save, "checkpoints", "latest.pth"))
+    out = runner.main([*args, "train.max_epoch", "2", "--resume", "auto"])
+    assert len(loads) == 1 and "mars" in out["after"]
+    assert load_checkpoint(osp.join(save, "checkpoints", "latest.pth"))["epoch"] == 2
+
+
+def test_checkpoint_options_win_over_a_config_file(mars_root, tap_checkpoint, tmp_path,
+                                                   monkeypatch, caplog):
+    """``--evaluate-only --weights CKPT --config-file`` another model's config: the checkpoint's
+    own model (arch, temporal fusion, test feature, SSP form) and frame size are evaluated, each
+    option the file says otherwise is logged; options typed on the command line win, logged
+    too. The weights file is read once per run."""
+    caplog.set_level(logging.INFO, logger="tfclip_torchreid")
+    loads = _count_loads(monkeypatch, tap_checkpoint)
+    base = ["--evaluate-only", "--weights", tap_checkpoint, "--config-file",
+            osp.join(REPO, "configs", "tfclip_vitb16_mars.yaml"), "--root", mars_root,
+            "data.workers", "0", "test.batch_size", "8", "data.seq_len", "4"]
+    out = runner.main([*base, "--save-dir", str(tmp_path / "a")])
+    assert "mars" in out["after"] and len(loads) == 1
+    log = open(glob.glob(osp.join(str(tmp_path / "a"), "*test.log"))[0]).read()
+    assert "64-d features" in log  # paper feature of the tap model: 64 + 0, not 128 + 64 + 128
+    for option, file_value, ckpt in (("temporal", "tmd", "tap"), ("test_feature", "released",
+                                                                   "paper"),
+                                     ("ssp_form", "released", "paper")):
+        assert (f"=> model.{option}: {tap_checkpoint} says {ckpt!r}, the config file "
+                f"{file_value!r}: the weights' {ckpt!r} is used") in log
+    assert "holds a tfclip_tiny model, the config file says 'tfclip_vitb16'" in log
+    assert "=> data.height: the config's 256 -> 64" in log and "data.width" in log
+
+    caplog.clear()
+    out = runner.main([*base, "model.test_feature", "released", "--save-dir",
+                       str(tmp_path / "b")])
+    assert len(loads) == 2  # once more for the second run
+    log = open(glob.glob(osp.join(str(tmp_path / "b"), "*test.log"))[0]).read()
+    assert "192-d features" in log  # released feature of the tap model: 128 + 64
+    assert (f"=> model.test_feature: {tap_checkpoint} says 'paper' -> 'released' is used (set "
+            f"on the command line)") in log
 
 
 def test_training_from_weights_sizes_the_heads_for_the_data(mars_root, tmp_path):

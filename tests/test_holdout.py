@@ -8,9 +8,8 @@ import os.path as osp
 import pytest
 from train_helpers import tiny_config
 
-from tfclip_torchreid import compat
+from tfclip_torchreid import compat, runner
 from tfclip_torchreid.data.holdout import hold_out_identities
-from tfclip_torchreid.engine import runner
 from tfclip_torchreid.models import load_tfclip
 from tfclip_torchreid.utils.checkpoint import load_checkpoint
 

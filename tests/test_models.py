@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import time
 
@@ -72,9 +73,12 @@ def test_torchreid_build_model_by_name():
     assert isinstance(logits, list) and [s.shape for s in logits] == [(B, Y)] * 3
 
 
-def test_feature_extractor_with_saved_checkpoint(tmp_path, capsys):
+def test_feature_extractor_with_saved_checkpoint(tmp_path, caplog, monkeypatch):
     from PIL import Image
 
+    caplog.set_level(logging.INFO, logger="tfclip_torchreid")
+    loads, real_load = [], torch.load
+    monkeypatch.setattr(torch, "load", lambda f, *a, **k: (loads.append(f), real_load(f, *a, **k))[1])
     torch.manual_seed(1)
     trained = compat.build_model("tfclip_tiny", num_classes=Y, pretrained=False).eval()
     path = str(tmp_path / "model.pth")
@@ -89,10 +93,14 @@ def test_feature_extractor_with_saved_checkpoint(tmp_path, capsys):
         Image.fromarray(a).save(files[-1])
     Image.fromarray(arrays[0]).save(str(tmp_path / "a.jpg"))
 
-    extractor = compat.FeatureExtractor(
-        model_name="tfclip_tiny", model_path=path, device="cpu", image_size=(H, W)
-    )
-    assert "params" in capsys.readouterr().out  # verbose: torchreid's complexity on 4-D input
+    extractor = compat.utils.FeatureExtractor(model_name="tfclip_tiny", model_path=path,
+                                              device="cpu")
+    assert loads.count(path) == 2  # the test's own check above, and one read by the extractor
+    assert "params" in caplog.text  # verbose: torchreid's complexity on 4-D input
+    # the model the file holds: its identities and cameras, the arch's input size and
+    # (no preprocessing recorded in a plain state dict) the arch's documented statistics
+    assert (extractor.model.num_classes, extractor.model.cfg.camera_num) == (Y, 6)
+    assert "no preprocessing recorded" in caplog.text
     from_arrays = extractor(arrays)
     from_files = extractor(files)
     assert extractor(str(tmp_path / "a.jpg")).shape == (1, trained.feature_dim)
@@ -108,6 +116,32 @@ def test_feature_extractor_with_saved_checkpoint(tmp_path, capsys):
 
 
 # ---------------------------------------------------------------------------- forward
+
+
+def test_feature_extractor_takes_the_checkpoint_image_size(tmp_path, caplog):
+    """torchreid's FeatureExtractor with only a model name and one of our checkpoints trained at
+    64x32: the checkpoint's size, also in torchreid's complexity pass (verbose, its default);
+    another arch name is refused first with the checkpoint's arch."""
+    from tfclip_torchreid.utils.checkpoint import checkpoint_header, save_checkpoint
+
+    caplog.set_level(logging.INFO, logger="tfclip_torchreid")
+    torch.manual_seed(2)
+    model = build_tfclip("tfclip_tiny", num_classes=Y, layers=1, image_size=(64, 32)).eval()
+    path = save_checkpoint({**checkpoint_header(model), "state_dict": model.state_dict()},
+                           str(tmp_path / "ckpt.pth"))
+    extractor = compat.utils.FeatureExtractor(model_name="tfclip_tiny", model_path=path,
+                                              device="cpu")
+    assert extractor.model.cfg.image_size == (64, 32)
+    assert tuple(extractor.preprocess.transforms[0].size) == (64, 32)
+    assert "params" in caplog.text and "flops" in caplog.text  # the complexity pass ran
+    x = torch.rand(2, 3, 64, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(extractor(x), model(x))
+    for other in ("clipreid_tiny", "tfclip_vitb16"):
+        with pytest.raises(ValueError) as err:
+            compat.utils.FeatureExtractor(model_name=other, model_path=path, device="cpu")
+        assert str(err.value).startswith(f"{path} holds a tfclip_tiny model, not {other}")
+        assert "image_size" not in str(err.value)
 
 
 def test_eval_clip_and_image_inputs():

@@ -365,3 +365,29 @@ def test_bad_files_and_tables_are_clear_errors(tmp_path):
     rn50 = tiny_rn50_224()
     with pytest.raises(ValueError, match="do not fit this architecture .ModifiedResNet"):
         rn50.load_pretrained(path)
+
+
+def test_clip_weights_through_the_resolver(tmp_path):
+    """CLIP files are backbone weights: the arch's model, CLIP's mean / std at the model's input
+    size, loaded (positional table resized) by the model's CLIP loader; as ``--weights`` (a
+    trained model) they are refused with the fix."""
+    from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+
+    from tfclip_torchreid.models import build_tfclip, resolve_weights
+
+    src = CLIPVisualBackbone(image_size=(64, 64), width=128, layers=2, heads=2, output_dim=64)
+    path = str(tmp_path / "clip.pt")
+    torch.save({"visual." + k: v for k, v in src.state_dict().items()}, path)
+    weights = resolve_weights(path, "tfclip_tiny", layout="clip")
+    assert (weights.layout, weights.preprocess.source) == ("clip", "CLIP")
+    assert weights.preprocess.norm == (tuple(OPENAI_DATASET_MEAN), tuple(OPENAI_DATASET_STD))
+    assert weights.preprocess.image_size == weights.config.image_size == (128, 64)
+    model = weights.build()
+    torch.testing.assert_close(model.backbone.proj, src.proj)
+    assert model.backbone.positional_embedding.shape[0] == 8 * 4 + 1
+    torch.testing.assert_close(build_tfclip("tfclip_tiny", num_classes=1, pretrained=path)
+                               .backbone.proj, src.proj)
+    with pytest.raises(ValueError, match="CLIP weights.*pretrained"):
+        resolve_weights(path, "tfclip_tiny")
+    with pytest.raises(ValueError, match="no OpenAI CLIP weights"):
+        resolve_weights("openai", "tfclip_tiny")

@@ -21,8 +21,8 @@ def test_generated_blocks_are_current(name):
 
 def test_every_model_option_is_in_the_switch_table_and_settable(tmp_path):
     from tfclip_torchreid.config import get_default_config
-    from tfclip_torchreid.engine.runner import build_parser, config_from_args, model_overrides
     from tfclip_torchreid.models.config import DATA_FIELDS, field_info, option_fields
+    from tfclip_torchreid.runner import build_parser, config_from_args, model_overrides
 
     with open(osp.join(REPO, "README.md")) as f:
         table = update["block"](f.read(), "switches")

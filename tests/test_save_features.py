@@ -12,7 +12,7 @@ import torch
 from train_helpers import tiny_config
 
 from tfclip_torchreid import compat
-from tfclip_torchreid.engine.runner import build_engine
+from tfclip_torchreid.runner import build_engine
 from tfclip_torchreid.visualize import read_feature_set
 
 

@@ -14,8 +14,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tfclip_torchreid.data import synthetic
-from tfclip_torchreid.data.synthetic import MARKER, make_synthetic_dataset, synthetic_info
+from tfclip_torchreid.data.datasets import LAYOUTS, dataset_module, market1501, precheck_dataset
+from tfclip_torchreid.testing import (
+    FORMATS,
+    MARKER,
+    make_synthetic_dataset,
+    plan,
+    synthetic,
+    synthetic_info,
+)
 
 TINY_MARS = dict(height=32, width=16, num_train_ids=3, num_test_ids=3, num_cams=4,
                  num_distractors=2, num_junk=1, min_len=3, max_len=5)
@@ -116,9 +123,9 @@ def test_identities_differ_more_than_their_tracklets(tmp_path):
 
 def test_default_sizes_plan_big_enough_galleries():
     """Default MARS / LS-VID galleries exceed 50 + k (torchreid's Python ranker needs it)."""
-    for fmt, plan in (("mars", synthetic._plan_mars), ("lsvid", synthetic._plan_lsvid)):
+    for fmt, planner in (("mars", plan.plan_mars), ("lsvid", plan.plan_lsvid)):
         params = synthetic._resolve_params(fmt, {})
-        tracks = plan(np.random.default_rng([0, 3, synthetic.FORMATS.index(fmt)]), params)
+        tracks = planner(np.random.default_rng([0, 3, FORMATS.index(fmt)]), params)
         gallery = [t for t in tracks if t.split == "test" and not t.query and t.pid != -1]
         worst = max(sum(g.pid == q.pid and g.cam == q.cam for g in gallery)
                     for q in tracks if q.query)
@@ -127,6 +134,16 @@ def test_default_sizes_plan_big_enough_galleries():
         if fmt == "mars":
             assert 150 <= len(tracks) <= 260  # "~200 tracklets"
             assert {t.pid for t in tracks} >= {0, -1}  # distractors and junk
+
+
+def test_formats_are_the_layouts_with_a_writer(tmp_path):
+    """The layout error's hint (make_synthetic_dataset.py --format X) names what we can write."""
+    writable = {name for name, layout in LAYOUTS.items() if layout.synthetic}
+    assert set(FORMATS) == writable == {"mars", "ilidsvid", "lsvid", "market1501"}
+    for fmt in FORMATS:
+        assert callable(dataset_module(fmt).write)
+        with pytest.raises(FileNotFoundError, match=f"--format {fmt} --root"):
+            precheck_dataset(fmt, str(tmp_path))
 
 
 def test_bad_options_raise_clear_errors(tmp_path):
@@ -209,9 +226,9 @@ def test_market1501_names_and_defaults(tmp_path):
     import re
 
     params = synthetic._resolve_params("market1501", {})
-    rng = np.random.default_rng([0, 3, synthetic.FORMATS.index("market1501")])
-    tracks = synthetic._plan_market1501(rng, params)
-    synthetic._write_market1501(str(tmp_path), tracks)  # assigns the paths (renders nothing)
+    rng = np.random.default_rng([0, 3, FORMATS.index("market1501")])
+    tracks = plan.plan_market1501(rng, params)
+    market1501.write(str(tmp_path), tracks)  # assigns the paths (renders nothing)
     pattern = re.compile(r"([-\d]+)_c(\d)")
     names = [p for t in tracks for p in t.paths]
     assert len(set(names)) == len(names) == sum(t.num_frames for t in tracks)

@@ -7,13 +7,14 @@ import pytest
 import torch
 from open_clip.transformer import QuickGELU, TextTransformer
 
+from tfclip_torchreid.models.complexity import text_macs
 from tfclip_torchreid.models.prompt_learner import (
     CLIP_VOCAB_SIZE,
     PERSON_TEMPLATE,
     VEHICLE_TEMPLATE,
     PromptLearner,
 )
-from tfclip_torchreid.models.text_encoder import CLIPTextEncoder, text_macs, text_state_dict
+from tfclip_torchreid.models.text_encoder import CLIPTextEncoder, text_state_dict
 
 TINY = dict(embed_dim=32, context_length=77, width=64, heads=2, layers=2)
 

@@ -10,8 +10,9 @@ Example:
     >>> model = compat.build_model("tfclip_tiny", num_classes=10, pretrained=False)
 """
 
-__version__ = "0.1.0"
+from .version import __version__  # noqa: F401
 
+# isort: split
 from . import compat  # noqa: E402,F401  (first: every other module goes through it)
 
 # isort: split

@@ -9,7 +9,9 @@ torchreid is published under one distribution name in two layouts:
 Every module of this package reaches torchreid through this file, never through
 ``from torchreid.<sub> import ...``. The registries of torchreid are module-private dicts
 (``__model_factory``, ``__video_datasets``); :func:`register_model` and
-:func:`register_video_dataset` mutate them in place and are idempotent.
+:func:`register_video_dataset` mutate them in place and are idempotent. The one other change to
+torchreid is :func:`set_feature_extractor` (``torchreid.utils.FeatureExtractor`` becomes a
+subclass that builds our models from their weights); no torchreid function is replaced.
 
 Example:
     >>> from tfclip_torchreid import compat
@@ -86,7 +88,10 @@ visualize_ranked_results = utils.visualize_ranked_results
 set_random_seed = utils.set_random_seed
 MetricMeter = utils.MetricMeter
 AverageMeter = utils.AverageMeter
-FeatureExtractor = utils.FeatureExtractor
+compute_model_complexity = utils.compute_model_complexity
+#: torchreid's own extractor class (``torchreid.utils.FeatureExtractor`` is our subclass once
+#: tfclip_torchreid is imported: :func:`set_feature_extractor`)
+FeatureExtractor = tr_module("utils.feature_extractor").FeatureExtractor
 IS_CYTHON_AVAI: bool = bool(getattr(tr_module("metrics.rank"), "IS_CYTHON_AVAI", False))
 
 
@@ -125,43 +130,13 @@ def register_video_dataset(name: str, dataset: type) -> None:
     registry[name] = dataset
 
 
-def route_pretrained_weights(model_type: type, loader: Callable[[Any, str], None]) -> None:
-    """Send torchreid's ``load_pretrained_weights(model, path)`` to ``loader`` for models of
-    ``model_type``; every other model keeps torchreid's own function (idempotent).
-
-    torchreid's ``FeatureExtractor`` and scripts build a model by name, then call
-    ``load_pretrained_weights``, which silently discards every layer whose name or size does not
-    fit and prints "Successfully loaded". For our models the checkpoint's own description decides
-    (see :func:`tfclip_torchreid.models.factory.load_weights_in_place`).
+def set_feature_extractor(cls: type) -> None:
+    """Make ``torchreid.utils.FeatureExtractor`` (both layouts: ``torchreid[.reid].utils``)
+    ``cls``, a subclass of torchreid's own :data:`FeatureExtractor` that keeps its behaviour for
+    torchreid's models (idempotent). Besides the registries, the only change the plugin makes to
+    torchreid; ``torchreid[.reid].utils.feature_extractor.FeatureExtractor``, ``check_isfile``
+    and ``load_pretrained_weights`` stay torchreid's.
     """
-    torchtools = tr_module("utils.torchtools")
-    original = getattr(torchtools.load_pretrained_weights, "__wrapped__",
-                       torchtools.load_pretrained_weights)
-
-    def load_pretrained_weights(model: Any, weight_path: str) -> None:
-        if isinstance(model, model_type):
-            loader(model, weight_path)
-        else:
-            original(model, weight_path)
-
-    load_pretrained_weights.__wrapped__ = original
-    load_pretrained_weights.__doc__ = original.__doc__
-    for module in (torchtools, utils, tr_module("utils.feature_extractor")):
-        module.load_pretrained_weights = load_pretrained_weights
-
-
-def route_model_names(is_name: Callable[[str], bool]) -> None:
-    """Let torchreid's ``FeatureExtractor(model_path=...)`` accept names such as ``zoo:NAME``.
-
-    FeatureExtractor loads ``model_path`` only if ``check_isfile`` says it is a file; paths for
-    which ``is_name`` is true count as files there, and :func:`route_pretrained_weights`' loader
-    resolves them (idempotent).
-    """
-    module = tr_module("utils.feature_extractor")
-    original = getattr(module.check_isfile, "__wrapped__", module.check_isfile)
-
-    def check_isfile(fpath: str) -> bool:
-        return is_name(fpath) or original(fpath)
-
-    check_isfile.__wrapped__ = original
-    module.check_isfile = check_isfile
+    if not (isinstance(cls, type) and issubclass(cls, FeatureExtractor)):
+        raise TypeError(f"{cls!r} is not a subclass of torchreid's FeatureExtractor")
+    utils.FeatureExtractor = cls

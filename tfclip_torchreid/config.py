@@ -12,8 +12,12 @@ Example:
 
 from __future__ import annotations
 
+import difflib
+import functools
+import importlib.resources
 import os.path as osp
-from typing import Tuple
+import re
+from typing import Any, Sequence, Tuple
 
 from yacs.config import CfgNode
 from yacs.config import CfgNode as CN
@@ -23,6 +27,31 @@ from .models.config import yacs_defaults
 #: key of a yaml config naming the file it extends (relative to itself)
 BASE_KEY = "_BASE_"
 
+#: what ``model.pretrained`` says for a random initialisation besides ``""``, in any case (torchreid
+#: users write ``pretrained=False``): ``none``, ``false``; ``True`` means ``openai``
+RANDOM_INIT = ("", "none", "false")
+
+_TRUTH = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
+_DOTTED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
+
+
+def configs_path(*parts: str) -> str:
+    """Path of ``configs/<parts>``: the configs shipped with the package (demos, datasets,
+    ``paper/`` with the paper's numbers).
+
+    Installed from a wheel (``pip install .``), ``configs/`` is package data, installed as
+    ``tfclip_torchreid/configs`` (setup.py maps the top-level folder there); in a checkout or an
+    editable install it is the top-level ``configs/`` beside the package.
+
+    Example:
+        >>> osp.isfile(configs_path("paper", "t2_b1.yaml"))
+        True
+    """
+    installed = importlib.resources.files("tfclip_torchreid") / "configs"
+    if installed.is_dir():
+        return osp.join(str(installed), *parts)
+    return osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), "configs", *parts)
+
 
 def get_default_config() -> CN:
     """The default configuration tree (model options generated from ``TFCLIPConfig``)."""
@@ -30,7 +59,7 @@ def get_default_config() -> CN:
 
     cfg.model = CN()
     cfg.model.name = ""  # "" = tfclip_vitb16, or the architecture the weights describe
-    cfg.model.pretrained = "openai"  # "openai" (open_clip cache), a local file, or "" for random
+    cfg.model.pretrained = "openai"  # "openai" (open_clip cache), a local file, "" / none: random
     cfg.model.load_weights = ""  # weights to load before training/evaluation (--weights)
     cfg.model.load_strict = True  # False: skip weights whose name or shape does not fit
     cfg.model.compile = False  # torch.compile the training model
@@ -81,6 +110,9 @@ def get_default_config() -> CN:
     cfg.train.warmup_factor = 0.1
     cfg.train.milestones = [30, 50]
     cfg.train.gamma = 0.1
+    # where the schedule steps (optim.STEP_AT): auto = the method's reference, CLIP-ReID's stage 2
+    # (models with model.memory_source text) at the top of each epoch, TF-CLIP's after it
+    cfg.train.lr_step_at = "auto"
     cfg.train.print_freq = 20
     cfg.train.seed = 1234
     cfg.train.amp = "auto"  # auto (bf16 on GPU, fp32 on CPU) | bf16 | fp16 | off
@@ -128,6 +160,136 @@ def get_default_config() -> CN:
     return cfg
 
 
+def _spelled(value: Any) -> str:
+    """A value as it is written on the command line."""
+    if isinstance(value, str):
+        return value if value.strip() else '""'
+    return repr(value)
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "True or False"
+    if isinstance(value, int):
+        return "a whole number"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    return "a text" if isinstance(value, str) else type(value).__name__
+
+
+def coerce_value(key: str, value: Any, current: Any) -> Any:
+    """The value that config key ``key`` (now ``current``) takes from ``value`` (a string is read
+    as yacs reads it: ``1`` is an int, ``1e-4`` a float, ``[30, 50]`` a list, ``None`` None).
+
+    Besides values of the key's own type: an integer for a number key becomes a float
+    (``train.lr 1``); a number or truth value for a text key is the text as written
+    (``data.root 2024``); ``true/false/yes/no/on/off`` (any case) for a True/False key; one value
+    for a list key a one-item list (``data.sources mars``); ``model.pretrained`` ``False``,
+    ``None``, ``none`` or ``""`` mean a random initialisation (``""``), ``True`` means ``openai``.
+    ``None`` is taken where yacs takes it. Anything else raises ``ValueError``, e.g. a fraction
+    for a whole-number key (never rounded silently).
+
+    Example:
+        >>> coerce_value("train.lr", "1", 5e-6)
+        1.0
+        >>> coerce_value("model.pretrained", "False", "openai")
+        ''
+        >>> coerce_value("train.max_epoch", "1.5", 60)
+        Traceback (most recent call last):
+        ...
+        ValueError: train.max_epoch takes a whole number (like 60), got 1.5
+    """
+    decoded = CfgNode._decode_cfg_value(value)
+    if key == "model.pretrained":
+        if decoded is None or decoded is False or (
+                isinstance(decoded, str) and decoded.strip().lower() in RANDOM_INIT):
+            return ""
+        if decoded is True:
+            return "openai"
+    if current is None or decoded is None or type(decoded) is type(current):
+        return decoded
+    if isinstance(current, float) and isinstance(decoded, int) and not isinstance(decoded, bool):
+        return float(decoded)
+    if isinstance(current, str) and isinstance(decoded, (int, float)):
+        return value if isinstance(value, str) else str(decoded)
+    if isinstance(current, bool) and isinstance(decoded, str) and decoded.lower() in _TRUTH:
+        return _TRUTH[decoded.lower()]
+    if isinstance(current, (list, tuple)):
+        if isinstance(decoded, (list, tuple)):
+            return type(current)(decoded)
+        if isinstance(decoded, (str, int, float)) and not isinstance(decoded, bool):
+            return type(current)([decoded])
+    raise ValueError(f"{key} takes {_kind(current)} (like {_spelled(current)}), got "
+                     f"{_spelled(value)}")
+
+
+def _keys(node: CfgNode, prefix: str = "") -> list[str]:
+    out = []
+    for name, value in node.items():
+        out.extend(_keys(value, f"{prefix}{name}.") if isinstance(value, CfgNode)
+                   else [prefix + name])
+    return out
+
+
+def looks_like_key(token: str) -> bool:
+    """Whether a command-line word is a config key (``train.batch_size``, ``use_gpu``) rather
+    than a value: a dotted name, or a top-level key of the default config.
+
+    Example:
+        >>> looks_like_key("train.batch_size"), looks_like_key("use_gpu"), looks_like_key("mars")
+        (True, True, False)
+    """
+    return bool(_DOTTED.fullmatch(token)) or token in _top_level_keys()
+
+
+@functools.lru_cache(maxsize=1)
+def _top_level_keys() -> frozenset:
+    return frozenset(get_default_config())
+
+
+def merge_options(cfg: CfgNode, opts: Sequence[Any]) -> CfgNode:
+    """Merge ``KEY VALUE`` pairs (the command line's) into ``cfg``, each value coerced to its
+    key's type (:func:`coerce_value`); raises ``ValueError`` naming the key and the fix.
+
+    Example:
+        >>> cfg = merge_options(get_default_config(), ["train.lr", "1", "data.sources", "mars"])
+        >>> cfg.train.lr, cfg.data.sources
+        (1.0, ['mars'])
+        >>> merge_options(get_default_config(), ["train.max_epochs", "3"])
+        Traceback (most recent call last):
+        ...
+        ValueError: bad config option train.max_epochs: no such key (did you mean train.max_epoch?)
+    """
+    opts = list(opts)
+    if len(opts) % 2:
+        raise ValueError(f"config options must be KEY VALUE pairs, got {opts}")
+    for key, value in zip(opts[0::2], opts[1::2]):
+        node, *path = cfg, *str(key).split(".")
+        for name in path[:-1]:
+            node = node.get(name) if isinstance(node, CfgNode) else None
+        if not isinstance(node, CfgNode) or (path[-1] not in node and not node.is_new_allowed()):
+            close = difflib.get_close_matches(str(key), _keys(cfg), n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ValueError(f"bad config option {key}: no such key{hint}")
+        node[path[-1]] = coerce_value(key, value, node.get(path[-1]))
+    return cfg
+
+
+def _coerce_file_values(cfg: CfgNode, node: CfgNode, prefix: str = "") -> None:
+    """Coerce the values of a loaded yaml node in place (:func:`coerce_value`) where ``cfg`` has
+    the key; unknown keys are left to yacs' merge (which names them)."""
+    for name, value in node.items():
+        if name not in cfg:
+            continue
+        if isinstance(value, dict):
+            if isinstance(cfg[name], CfgNode):
+                _coerce_file_values(cfg[name], value, f"{prefix}{name}.")
+        elif not isinstance(cfg[name], CfgNode):
+            node[name] = coerce_value(prefix + name, value, cfg[name])
+
+
 def merge_config_file(cfg: CfgNode, path: str, _chain: Tuple[str, ...] = ()) -> CfgNode:
     """Merge a yaml config into ``cfg``, its ``_BASE_`` (relative to the file) first.
 
@@ -148,6 +310,7 @@ def merge_config_file(cfg: CfgNode, path: str, _chain: Tuple[str, ...] = ()) -> 
     if base:
         merge_config_file(cfg, osp.join(osp.dirname(path), base), _chain + (path,))
     try:
+        _coerce_file_values(cfg, node)
         cfg.merge_from_other_cfg(node)
     except (KeyError, ValueError) as err:
         raise ValueError(f"{path}: {err}") from err

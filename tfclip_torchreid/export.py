@@ -42,9 +42,14 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-__all__ = ["FORMATS", "INPUT_NAMES", "OUTPUT_NAME", "ExportWrapper", "uses_cameras",
-           "example_inputs", "export_model", "verify_export", "run_exported", "exported_files",
-           "load_inference_model", "default_export_path"]
+from .engine.checkpoint import check_writable
+from .models import DEFAULT_CAMERA_NUM, build_tfclip, zoo
+from .models.weights import Weights, resolve_weights
+
+__all__ = ["FORMATS", "INPUT_NAMES", "OUTPUT_NAME", "DEFAULT_EXPORT_DIR", "ExportWrapper",
+           "uses_cameras", "example_inputs", "export_model", "verify_export", "run_exported",
+           "exported_files", "load_inference_model", "default_export_path",
+           "default_export_dir", "check_export_folder"]
 
 FORMATS = ("onnx", "torchscript")
 #: graph input names (``cam_ids`` only for models with SIE) and output name
@@ -54,6 +59,11 @@ OUTPUT_NAME = "feature"
 EXPORT_BATCH = 2
 #: ONNX protobuf limit: larger models keep their weights in a side file
 _ONNX_SINGLE_FILE_BYTES = 2 * 1024**3
+#: where exports of random or zoo weights go when no folder is given (weights files: beside them)
+DEFAULT_EXPORT_DIR = osp.join("log", "export")
+#: torch's deprecation notices of the TorchScript calls this module makes on purpose (TorchScript
+#: is a format users ask for); only these are silenced, only around those calls
+_JIT_DEPRECATED = r"`torch\.jit\.(trace|trace_method|save|load)` is deprecated"
 
 
 def uses_cameras(model: nn.Module) -> bool:
@@ -115,6 +125,27 @@ def default_export_path(arch: str, fmt: str) -> str:
     return f"{arch}.onnx" if fmt == "onnx" else f"{arch}.pt"
 
 
+def default_export_dir(weights: str | None) -> str:
+    """Where an export goes without a folder: beside a weights file, else (random weights, a
+    zoo name) :data:`DEFAULT_EXPORT_DIR`.
+
+    Example:
+        >>> default_export_dir("log/mars/checkpoints/latest.pth")
+        'log/mars/checkpoints'
+        >>> default_export_dir("zoo:clipreid_vitb16_market1501"), default_export_dir(None)
+        ('log/export', 'log/export')
+    """
+    if weights is None or zoo.is_zoo(weights):
+        return DEFAULT_EXPORT_DIR
+    return osp.dirname(osp.expanduser(weights)) or "."
+
+
+def check_export_folder(folder: str) -> None:
+    """Create ``folder`` if needed and prove it is writable, before the model is loaded and
+    traced; a PermissionError names it and ``--out``."""
+    check_writable(folder, option="--out")
+
+
 def exported_files(path: str) -> List[str]:
     """The files an export wrote: ``path`` and an ONNX external-data file if there is one."""
     files = [path]
@@ -144,6 +175,15 @@ def _quiet_tracer():
         yield
 
 
+@contextlib.contextmanager
+def _jit_on_purpose():
+    """Silences torch's deprecation notices of ``torch.jit.trace`` / ``trace_method`` / ``save``
+    / ``load`` (4 per export) around our own calls; every other warning still shows."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_JIT_DEPRECATED, category=FutureWarning)
+        yield
+
+
 def _check_args(model: nn.Module, fmt: str, frames: int, dynamic_frames: bool,
                 dynamo: bool) -> None:
     if fmt not in FORMATS:
@@ -165,9 +205,9 @@ def _check_args(model: nn.Module, fmt: str, frames: int, dynamic_frames: bool,
 
 def _export_torchscript(wrapper: ExportWrapper, args: Tuple[torch.Tensor, ...],
                         path: str) -> None:
-    with torch.no_grad(), _quiet_tracer():
+    with torch.no_grad(), _quiet_tracer(), _jit_on_purpose():
         traced = torch.jit.trace(wrapper, args, check_trace=False)
-    torch.jit.save(traced, path)
+        torch.jit.save(traced, path)
 
 
 def _onnx_names(args: Sequence[torch.Tensor]) -> List[str]:
@@ -271,7 +311,8 @@ def run_exported(path: str, format: str, device: str | torch.device = "cpu"
 
         return run_onnx
     if format == "torchscript":
-        module = torch.jit.load(path, map_location=device)
+        with _jit_on_purpose():
+            module = torch.jit.load(path, map_location=device)
 
         def run_script(*inputs: torch.Tensor) -> np.ndarray:
             with torch.no_grad():
@@ -317,51 +358,30 @@ def verify_export(model: nn.Module, path: str, format: str, frames: int = 8,
     return worst
 
 
-def load_inference_model(arch: str | None = None, weights: str | None = None,
+def load_inference_model(arch: str | None = None, weights: str | Weights | None = None,
                          camera_num: int | None = None, device: str | torch.device = "cpu",
                          **overrides: Any) -> nn.Module:
     """The model to export or embed with, in eval mode on ``device``.
 
-    * ``weights`` written by this package (self-describing): rebuilt with
-      :func:`~.models.factory.load_tfclip`; ``arch``, if given, must match the file's;
-    * other weights (a plain state dict, the authors' checkpoints): ``arch`` is built with
-      ``camera_num`` cameras and the weights the test feature needs are loaded
-      (:func:`~.models.factory.load_weights_in_place`);
-    * ``"zoo:NAME"``: the zoo entry's model with its weights (downloaded once);
-    * no weights: ``arch`` with random weights (e.g. to try an export).
-
-    ``camera_num`` defaults to 6 (MARS) where the file does not say; ``overrides`` are model
-    options (e.g. ``test_feature="paper"``).
+    ``weights`` (a file, ``"zoo:NAME"`` or already resolved :class:`~.models.weights.Weights`)
+    are resolved once (:func:`~.models.weights.resolve_weights`): the model they describe is
+    built (identities, cameras and switches from the file, its zoo entry or its tensor shapes;
+    ``arch``, if given, must match a file that names its architecture and is needed for one
+    that does not), and the weights the test feature needs are loaded. Without weights, ``arch``
+    is built with random weights and ``camera_num`` SIE cameras (default 6, MARS), e.g. to try
+    an export. ``overrides`` are model options (e.g. ``test_feature="paper"``; each change of
+    an option the weights decide is logged).
 
     Example:
         >>> m = load_inference_model("tfclip_tiny", camera_num=0, layers=1)
         >>> m.training, m.cv_embed is None
         (False, True)
     """
-    from .models import DEFAULT_CAMERA_NUM, build_tfclip, load_tfclip, load_weights_in_place, zoo
-    from .utils.checkpoint import load_checkpoint, read_header
-
-    cams = DEFAULT_CAMERA_NUM if camera_num is None else int(camera_num)
-    if weights is not None and zoo.is_zoo(weights):
-        spec = zoo.zoo_model_kwargs(weights)
-        if arch is not None and arch != spec.arch:
-            raise ValueError(f"{weights} holds a {spec.arch} model, not {arch}")
-        model = build_tfclip(spec.arch, weights=weights, **overrides)
-    elif weights is None:
+    if weights is None:
         if arch is None:
             raise ValueError("give --arch (random weights) or --weights (a checkpoint)")
+        cams = DEFAULT_CAMERA_NUM if camera_num is None else int(camera_num)
         model = build_tfclip(arch, num_classes=1, camera_num=cams, pretrained=None, **overrides)
     else:
-        header = read_header(load_checkpoint(weights))
-        if header is not None:
-            if arch is not None and arch != header["arch"]:
-                raise ValueError(f"{weights} holds a {header['arch']} model, not {arch}: drop "
-                                 f"--arch or pass --arch {header['arch']}")
-            model = load_tfclip(weights, **overrides)
-        else:
-            if arch is None:
-                raise ValueError(f"{weights} does not name its architecture: give --arch")
-            model = build_tfclip(arch, num_classes=1, camera_num=cams, pretrained=None,
-                                 **overrides)
-            load_weights_in_place(model, weights)
+        model = resolve_weights(weights, arch).build(inference=True, **overrides)
     return model.to(device).eval()

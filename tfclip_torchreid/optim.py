@@ -29,10 +29,15 @@ torchreid's ``build_optimizer`` is not reused: its ``staged_lr`` only scales who
 children by one factor, it cannot give biases their own lr and weight decay, and it keeps frozen
 parameters.
 
-:class:`WarmupMultiStepLR` (a ``LambdaLR``), stepped **once per epoch**: at 0-based epoch k the lr factor is
-``w(k) * gamma ** #{m in milestones : m <= k}`` with ``w(k) = warmup_factor * (1 - k/W) + k/W``
-for ``k < W = warmup_epochs`` (linear) and 1 afterwards. With base lr 5e-6, milestones (30, 50):
+:class:`WarmupMultiStepLR` (a ``LambdaLR``), stepped **once per epoch**: at step s the lr factor is
+``w(s) * gamma ** #{m in milestones : m <= s}`` with ``w(s) = warmup_factor * (1 - s/W) + s/W``
+for ``s < W = warmup_epochs`` (linear) and 1 afterwards. Which step an epoch runs at is where the
+reference steps its scheduler (``step_at``, :data:`STEP_AT`): TF-CLIP's processor steps after
+each epoch, so 0-based epoch k runs at step k (``"end"``): with base lr 5e-6, milestones (30, 50),
 epoch 1 runs at 5e-7, epoch 10 at 4.55e-6, epochs 11-30 at 5e-6, 31-50 at 5e-7, 51+ at 5e-8.
+CLIP-ReID's stage 2 steps at the top of each epoch, after the step its constructor takes, so
+1-based epoch e runs at step e (``"start"``): epoch 1 at 9.5e-7, epoch 9 at 4.55e-6, epochs 10-29
+at 5e-6, 30-49 at 5e-7, 50+ at 5e-8.
 
 Example:
     >>> import torch
@@ -59,9 +64,15 @@ __all__ = [
     "DEFAULT_FC_NAME_PATTERNS",
     "DEFAULT_TEMPORAL_NAME_PATTERNS",
     "build_tfclip_optimizer",
+    "STEP_AT",
     "WarmupMultiStepLR",
     "WarmupCosineLR",
 ]
+
+#: where in an epoch a reference steps its per-epoch scheduler: ``"end"`` (after the epoch,
+#: TF-CLIP's processor: epoch k runs at step k, 0-based) or ``"start"`` (at the top of the epoch,
+#: CLIP-ReID's stage 2: 1-based epoch e runs at step e)
+STEP_AT: tuple[str, ...] = ("end", "start")
 
 # The temporal head's classifier (x fc_lr_factor when large_fc_lr): TMD's (the authors' name,
 # kept by TFCLIP) and the one of the other temporal fusions.
@@ -182,10 +193,13 @@ class _ClosedFormLR(LambdaLR):
 class WarmupMultiStepLR(_ClosedFormLR):
     """Linear (or constant) warm-up, then x ``gamma`` at each milestone; stepped once per epoch.
 
-    Factor at 0-based epoch k (``last_epoch``): ``w(k) * gamma ** bisect_right(milestones, k)``,
-    ``w(k) = warmup_factor * (1 - k / warmup_epochs) + k / warmup_epochs`` (``"linear"``) or
-    ``warmup_factor`` (``"constant"``) for ``k < warmup_epochs``, else 1: the authors' (and
-    CLIP-ReID's stage-2) ``WarmupMultiStepLR``, as a torch ``LambdaLR``.
+    Factor at step s: ``w(s) * gamma ** bisect_right(milestones, s)``,
+    ``w(s) = warmup_factor * (1 - s / warmup_epochs) + s / warmup_epochs`` (``"linear"``) or
+    ``warmup_factor`` (``"constant"``) for ``s < warmup_epochs``, else 1: the authors' (and
+    CLIP-ReID's stage-2) ``WarmupMultiStepLR``, as a torch ``LambdaLR``. 0-based epoch k
+    (``last_epoch``) runs at step ``s = k`` when the reference steps after each epoch
+    (``step_at="end"``, TF-CLIP) and ``s = k + 1`` when it steps at the top of each epoch
+    (``"start"``, CLIP-ReID's stage 2; its constructor took step 0 already).
 
     Args:
         optimizer: the optimiser (each group's lr at construction is its base lr).
@@ -194,6 +208,7 @@ class WarmupMultiStepLR(_ClosedFormLR):
         warmup_factor: factor of the first epoch (0.1).
         warmup_epochs: length of the warm-up in epochs (10; 0 disables it).
         warmup_method: ``"linear"`` or ``"constant"``.
+        step_at: ``"end"`` (TF-CLIP) or ``"start"`` (CLIP-ReID), see :data:`STEP_AT`.
         last_epoch: index of the last finished epoch when resuming without a state dict (-1).
 
     Example:
@@ -207,6 +222,9 @@ class WarmupMultiStepLR(_ClosedFormLR):
         ...     sched.step()
         >>> [round(lrs[i], 12) for i in (0, 9, 10, 30, 50)]
         [5e-07, 4.55e-06, 5e-06, 5e-07, 5e-08]
+        >>> sched = WarmupMultiStepLR(opt, milestones=(30, 50), step_at="start")
+        >>> [round(sched.factor(k) * 5e-6, 12) for k in (0, 8, 9, 29, 49)]
+        [9.5e-07, 4.55e-06, 5e-06, 5e-07, 5e-08]
     """
 
     def __init__(
@@ -217,6 +235,7 @@ class WarmupMultiStepLR(_ClosedFormLR):
         warmup_factor: float = 0.1,
         warmup_epochs: int = 10,
         warmup_method: str = "linear",
+        step_at: str = "end",
         last_epoch: int = -1,
     ) -> None:
         milestones = [int(m) for m in milestones]
@@ -226,23 +245,28 @@ class WarmupMultiStepLR(_ClosedFormLR):
             raise ValueError(f"warmup_method must be 'linear' or 'constant', got {warmup_method!r}")
         if int(warmup_epochs) < 0:
             raise ValueError(f"warmup_epochs must be >= 0, got {warmup_epochs}")
+        if step_at not in STEP_AT:
+            raise ValueError(f"step_at must be one of {'|'.join(STEP_AT)}, got {step_at!r}")
         self.milestones = milestones
         self.gamma = float(gamma)
         self.warmup_factor = float(warmup_factor)
         self.warmup_epochs = int(warmup_epochs)
         self.warmup_method = warmup_method
+        self.step_at = step_at
         super().__init__(optimizer, last_epoch)
 
     def factor(self, epoch: int) -> float:
-        """The lr multiplier at 0-based epoch ``epoch``."""
+        """The lr multiplier at 0-based epoch ``epoch`` (at step ``epoch``, or ``epoch + 1``
+        with ``step_at="start"``)."""
+        step = epoch + (1 if self.step_at == "start" else 0)
         warm = 1.0
-        if epoch < self.warmup_epochs:
+        if step < self.warmup_epochs:
             if self.warmup_method == "constant":
                 warm = self.warmup_factor
             else:
-                alpha = epoch / self.warmup_epochs
+                alpha = step / self.warmup_epochs
                 warm = self.warmup_factor * (1.0 - alpha) + alpha
-        return warm * self.gamma ** bisect.bisect_right(self.milestones, epoch)
+        return warm * self.gamma ** bisect.bisect_right(self.milestones, step)
 
 
 class WarmupCosineLR(_ClosedFormLR):

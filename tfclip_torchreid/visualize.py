@@ -6,7 +6,9 @@ PNG: the query as a strip of evenly spaced frames, then its top-k gallery trackl
 below it, framed green (same identity) or red (another identity), ranked as in evaluation
 (gallery tracklets of the query's identity seen by the query's camera are skipped, like
 torchreid's ``evaluate_rank``). :func:`draw_tsne` plots a t-SNE of test features coloured by
-identity, the kind of picture of the TF-CLIP paper's Fig. 6.
+identity (:func:`identity_colours`: consecutive identities in clearly different colours), the kind
+of picture of the TF-CLIP paper's Fig. 6; it needs matplotlib and scikit-learn,
+the ``viz`` extra (``pip install "tfclip-torchreid[viz]"``), imported only when a t-SNE is drawn.
 
 Geometry of a ranked picture (all in pixels): a strip is ``frames_per_strip * width + 2 * BORDER``
 wide and ``height + 2 * BORDER`` tall; a text column of ``LABEL_WIDTH`` is on the left; strips are
@@ -24,10 +26,12 @@ Example:
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import os.path as osp
-from typing import Any, List, Mapping, Sequence, Tuple, Union
+from types import ModuleType
+from typing import Any, Dict, List, Mapping, NamedTuple, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -39,7 +43,9 @@ from .engine.evaluation import distance_matrix
 __all__ = [
     "BORDER", "GAP", "QUERY_GAP", "LABEL_WIDTH", "MATCH_COLOUR", "MISMATCH_COLOUR",
     "QUERY_COLOUR", "strip_frame_indices", "strip_size", "ranked_image_size", "draw_strip",
-    "rank_gallery", "draw_ranked_video", "draw_tsne", "read_feature_set", "feature_distances",
+    "rank_gallery", "draw_ranked_video", "draw_tsne", "identity_colours", "FeatureSet",
+    "load_feature_set", "read_feature_set", "feature_distances", "weights_differ",
+    "settings_differ",
 ]
 
 BORDER = 4
@@ -190,15 +196,50 @@ def _as_numpy(x: ArrayLike, dtype=np.float32) -> np.ndarray:
     return np.asarray(x, dtype=dtype)
 
 
-def _identity_colour(k: int, n: int) -> Tuple[float, ...]:
-    """Colour of the k-th of n identities: tab10 / tab20 for few, evenly spread hues for more."""
-    from matplotlib import colormaps
+#: distributions of the ``viz`` extra by the module name they are imported as
+_VIZ_DISTRIBUTIONS = {"matplotlib": "matplotlib", "sklearn": "scikit-learn",
+                      "threadpoolctl": "threadpoolctl"}
 
+
+def _viz(name: str) -> ModuleType:
+    """Module ``name`` of the ``viz`` extra; an ImportError that says how to install it."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as err:
+        dist = _VIZ_DISTRIBUTIONS[name.split(".")[0]]
+        raise ImportError(
+            f"the t-SNE picture needs {dist} ({err}): pip install \"tfclip-torchreid[viz]\" "
+            "(matplotlib and scikit-learn)") from err
+
+
+#: hue step of the colour walk beyond 20 identities: the golden ratio's fraction of the circle
+#: (consecutive hues 137.5 degrees apart, no two hues ever the same)
+_GOLDEN = 0.6180339887498949
+#: (saturation, value) levels the walk cycles through, so that hues close on the circle differ
+_SHADES = ((0.85, 0.9), (0.55, 0.95), (0.9, 0.6))
+
+
+def identity_colours(n: int) -> List[Tuple[float, float, float]]:
+    """RGB colours (0..1) of ``n`` identities in order, consecutive identities in clearly
+    different colours: matplotlib's tab10 for up to 10; for up to 20, tab20's dark shades and
+    then its light ones (tab20 pairs a dark and a light shade of one hue, which consecutive
+    identities would otherwise get); beyond, a golden-ratio walk round the hue circle with three
+    saturation / value levels.
+
+    Example:
+        >>> [tuple(round(v, 3) for v in c) for c in identity_colours(2)]
+        [(0.122, 0.467, 0.706), (1.0, 0.498, 0.055)]
+    """
+    mpl = _viz("matplotlib")
     if n <= 10:
-        return colormaps["tab10"](k)
-    if n <= 20:
-        return colormaps["tab20"](k)
-    return colormaps["hsv"](k / n)
+        colours = list(mpl.colormaps["tab10"].colors[:n])
+    elif n <= 20:
+        tab20 = list(mpl.colormaps["tab20"].colors)
+        colours = (tab20[0::2] + tab20[1::2])[:n]
+    else:
+        hsv = [((k * _GOLDEN) % 1.0, *_SHADES[k % len(_SHADES)]) for k in range(n)]
+        colours = [tuple(c) for c in mpl.colors.hsv_to_rgb(np.array(hsv))]
+    return [tuple(float(v) for v in c[:3]) for c in colours]
 
 
 def draw_tsne(
@@ -226,14 +267,18 @@ def draw_tsne(
     Returns:
         ``out_path``.
 
+    Raises:
+        ImportError: the ``viz`` extra (matplotlib, scikit-learn) is not installed; the message
+            says ``pip install "tfclip-torchreid[viz]"``.
+
     Example:
         >>> draw_tsne(np.random.rand(60, 8), np.repeat(np.arange(6), 10), "/tmp/t.png")
         ... # doctest: +SKIP
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from sklearn.manifold import TSNE
-    from threadpoolctl import threadpool_limits
+    FigureCanvasAgg = _viz("matplotlib.backends.backend_agg").FigureCanvasAgg
+    Figure = _viz("matplotlib.figure").Figure
+    TSNE = _viz("sklearn.manifold").TSNE
+    threadpool_limits = _viz("threadpoolctl").threadpool_limits
 
     x = _as_numpy(features)
     p = _as_numpy(pids, np.int64).reshape(-1)
@@ -256,10 +301,9 @@ def draw_tsne(
     fig = Figure(figsize=(6.4, 6.4), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
-    for k, pid in enumerate(ids):
+    for colour, pid in zip(identity_colours(len(ids)), ids):
         sel = p == pid
-        ax.scatter(emb[sel, 0], emb[sel, 1], s=14, color=_identity_colour(k, len(ids)),
-                   label=str(pid))
+        ax.scatter(emb[sel, 0], emb[sel, 1], s=14, color=colour, label=str(pid))
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(title or f"t-SNE of {len(x)} features, {len(ids)} identities")
@@ -274,15 +318,49 @@ def draw_tsne(
 # ----------------------------------------------------------------------------------------------
 # feature files
 # ----------------------------------------------------------------------------------------------
-def _index_items(index: Any) -> Tuple[List[Any], str | None]:
+class FeatureSet(NamedTuple):
+    """Features with their tracklets and the index's ``meta`` (:func:`load_feature_set`)."""
+
+    features: np.ndarray  # (N, D) float32
+    items: List[Tuple[Tuple[str, ...], int, int]]  # (frame paths, pid, camid) per row
+    meta: Dict[str, Any]  # the index's meta ({} for a bare list of items)
+
+
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+def _head(path: str, n: int = 64) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(n)
+
+
+def _check_pair(features: Any, index: Any) -> None:
+    """Swapped or wrong files, named before numpy / json read them."""
+    f_json = isinstance(features, (str, os.PathLike)) and (
+        _head(features).lstrip()[:1] in (b"{", b"["))
+    i_npy = isinstance(index, (str, os.PathLike)) and _head(index).startswith(_NPY_MAGIC)
+    if f_json and i_npy:
+        raise ValueError(f"the features and index files are swapped: {features} is a JSON "
+                         f"index and {index} a numpy array; pass {index} as the features and "
+                         f"{features} as the index")
+    if f_json:
+        raise ValueError(f"{features} is a JSON index, not a feature array (.npy): pass the .npy "
+                         "file written with it as the features")
+    if i_npy:
+        raise ValueError(f"{index} is a numpy array (.npy), not a JSON index: pass the .json "
+                         "file written with it as the index")
+
+
+def _index_items(index: Any) -> Tuple[List[Any], str | None, Dict[str, Any]]:
     if isinstance(index, (str, os.PathLike)):
         with open(index) as f:
             index = json.load(f)
-    root = None
+    root, meta = None, {}
     if isinstance(index, Mapping):
         root = index.get("root")
+        meta = dict(index.get("meta") or {})
         index = index["items"]
-    return list(index), root
+    return list(index), root, meta
 
 
 def _parse_item(item: Any, i: int, root: str | None) -> Tuple[Tuple[str, ...], int, int]:
@@ -299,23 +377,54 @@ def _parse_item(item: Any, i: int, root: str | None) -> Tuple[Tuple[str, ...], i
     return tuple(paths), int(pid), int(camid)
 
 
-def read_feature_set(
+def load_feature_set(
     features: Union[str, ArrayLike],
     index: Union[str, Sequence[Any], Mapping[str, Any]],
     root: str | None = None,
-) -> Tuple[np.ndarray, List[Tuple[Tuple[str, ...], int, int]]]:
-    """Features and their tracklets, from files or from memory.
+) -> FeatureSet:
+    """Features, their tracklets and the index's ``meta``, from files or from memory.
 
     Args:
         features: ``.npy`` file or array ``(N, D)``.
         index: ``.json`` file, or its content: a list of items ``{"paths": [...], "pid": int,
             "camid": int}`` (extra keys ignored; torchreid tuples ``(paths, pid, camid, ...)``
-            work too), or ``{"items": [...], "root": "..."}``.
+            work too), or ``{"items": [...], "root": "...", "meta": {...}}``.
         root: folder that relative frame paths are relative to (overrides the index's
             ``root``).
 
-    Returns:
-        ``(features float32 (N, D), [(paths, pid, camid), ...])``.
+    Raises:
+        ValueError: the two files are swapped or not a pair (another number of rows than of
+            items); the message names the files.
+
+    Example:
+        >>> fs = load_feature_set(np.zeros((1, 4)), {"items": [{"paths": ["a.jpg"], "pid": 3,
+        ...                       "camid": 0}], "meta": {"arch": "tfclip_tiny"}})
+        >>> fs.features.shape, fs.items, fs.meta
+        ((1, 4), [(('a.jpg',), 3, 0)], {'arch': 'tfclip_tiny'})
+    """
+    _check_pair(features, index)
+    feats = np.load(features) if isinstance(features, (str, os.PathLike)) else features
+    feats = _as_numpy(feats)
+    raw, index_root, meta = _index_items(index)
+    root = root or index_root
+    items = [_parse_item(item, i, root) for i, item in enumerate(raw)]
+    if feats.ndim != 2 or len(feats) != len(items):
+        where = (f"{features} holds features of shape {feats.shape}"
+                 if isinstance(features, (str, os.PathLike))
+                 else f"features have shape {feats.shape}")
+        what = f"{index} lists" if isinstance(index, (str, os.PathLike)) else "the index has"
+        raise ValueError(f"{where} but {what} {len(items)} items; expected (num_items, dim): "
+                         "the two files are not a pair (tools/embed.py writes OUT.npy with "
+                         "OUT.json)")
+    return FeatureSet(feats, items, meta)
+
+
+def read_feature_set(
+    features: Union[str, ArrayLike],
+    index: Union[str, Sequence[Any], Mapping[str, Any]],
+    root: str | None = None,
+) -> Tuple[np.ndarray, List[Tuple[Tuple[str, ...], int, int]]]:
+    """``(features float32 (N, D), [(paths, pid, camid), ...])`` of :func:`load_feature_set`.
 
     Example:
         >>> f, items = read_feature_set(np.zeros((1, 4)), [{"paths": ["a.jpg"], "pid": 3,
@@ -323,15 +432,43 @@ def read_feature_set(
         >>> f.shape, items
         ((1, 4), [(('a.jpg',), 3, 0)])
     """
-    feats = np.load(features) if isinstance(features, (str, os.PathLike)) else features
-    feats = _as_numpy(feats)
-    raw, index_root = _index_items(index)
-    root = root or index_root
-    items = [_parse_item(item, i, root) for i, item in enumerate(raw)]
-    if feats.ndim != 2 or len(feats) != len(items):
-        raise ValueError(f"features have shape {feats.shape} but the index has {len(items)} "
-                         "items; expected (num_items, dim)")
-    return feats, items
+    fs = load_feature_set(features, index, root)
+    return fs.features, fs.items
+
+
+def _weights_of(meta: Mapping[str, Any]) -> str:
+    return (f"{meta.get('weights') or 'weights not named'} ({meta.get('arch', 'arch ?')}, "
+            f"digest {meta.get('weights_digest', '?')})")
+
+
+def weights_differ(meta_a: Mapping[str, Any], meta_b: Mapping[str, Any]) -> str | None:
+    """How two feature indexes' ``meta`` show different weights (another architecture or
+    another :func:`~tfclip_torchreid.embedding.weights_digest`), or None when they show the
+    same or too little to tell.
+
+    Example:
+        >>> weights_differ({"weights": "a.pth", "arch": "x", "weights_digest": "1"},
+        ...                {"weights": "b.pth", "arch": "x", "weights_digest": "2"})
+        'a.pth (x, digest 1) vs b.pth (x, digest 2)'
+    """
+    differ = any(k in meta_a and k in meta_b and meta_a[k] != meta_b[k]
+                 for k in ("arch", "weights_digest"))
+    return f"{_weights_of(meta_a)} vs {_weights_of(meta_b)}" if differ else None
+
+
+def settings_differ(meta_a: Mapping[str, Any], meta_b: Mapping[str, Any]) -> List[str]:
+    """The embedding settings two indexes' ``meta`` disagree on (the weights as given when
+    there is no digest to compare, normalisation, input size, clip length, protocol).
+
+    Example:
+        >>> settings_differ({"seq_len": 8}, {"seq_len": 4, "norm": "x"})
+        ['seq_len 8 vs 4']
+    """
+    keys = ["norm", "image_size", "seq_len", "protocol"]
+    if not ("weights_digest" in meta_a and "weights_digest" in meta_b):
+        keys.insert(0, "weights")
+    return [f"{k} {meta_a[k]} vs {meta_b[k]}" for k in keys
+            if k in meta_a and k in meta_b and meta_a[k] != meta_b[k]]
 
 
 def feature_distances(query_features: ArrayLike, gallery_features: ArrayLike) -> np.ndarray:

@@ -22,12 +22,14 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import torch  # noqa: E402
 from torch.utils.data import DataLoader, Subset  # noqa: E402
 
+from tfclip_torchreid import cli  # noqa: E402
 from tfclip_torchreid.engine.extraction import extract_features  # noqa: E402
-from tfclip_torchreid.engine.runner import (  # noqa: E402
+from tfclip_torchreid.runner import (  # noqa: E402
     build_engine,
     build_parser,
     config_from_args,
     ensure_synthetic,
+    parse_args,
 )
 from tfclip_torchreid.utils.logger import console_logging  # noqa: E402
 
@@ -60,7 +62,7 @@ def _run(argv: list[str] | None = None) -> list[dict]:
     p = build_parser()
     p.description = __doc__
     p.add_argument("--limit", type=int, default=0, help="use only the first N tracklets of each set")
-    args = p.parse_args(argv)
+    args = parse_args(argv, p)
     limit = args.limit
     cfg = config_from_args(args)
     if cfg.data.synthetic:
@@ -95,4 +97,4 @@ def _run(argv: list[str] | None = None) -> list[dict]:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli.run(main))

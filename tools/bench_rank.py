@@ -30,7 +30,7 @@ from typing import Callable, Dict, List, Tuple
 import numpy as np
 import torch
 
-from tfclip_torchreid import compat
+from tfclip_torchreid import cli, compat
 from tfclip_torchreid.metrics import evaluate_rank
 from tfclip_torchreid.metrics import rank as rank_mod
 
@@ -259,4 +259,4 @@ def main(argv: List[str] | None = None) -> List[dict]:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli.run(main))

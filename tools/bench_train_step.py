@@ -26,6 +26,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import torch  # noqa: E402
 
+from tfclip_torchreid import cli  # noqa: E402
 from tfclip_torchreid.losses import TFCLIPLoss  # noqa: E402
 from tfclip_torchreid.models.factory import build_tfclip  # noqa: E402
 from tfclip_torchreid.optim import build_tfclip_optimizer  # noqa: E402
@@ -173,4 +174,4 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli.run(main))

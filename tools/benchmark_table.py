@@ -12,6 +12,11 @@ import csv
 import glob
 import json
 import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+from tfclip_torchreid import cli  # noqa: E402
 
 COLUMNS = ["dataset", "model", "mAP", "R1", "R5", "R10", "R20", "train_s", "test_s", "gallery_includes_query"]
 
@@ -60,4 +65,4 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli.run(main))

@@ -7,6 +7,10 @@ the SIE camera embedding, and returns the test feature. After exporting, the fil
 clips of another batch size; the largest absolute difference and the file size are printed, and
 the exit status is 1 when the difference exceeds ``--atol``.
 
+Without ``--out`` the files go beside the weights file (``latest.pth`` -> ``tfclip_vitb16.onnx``
+in the same folder), or into ``log/export/`` for random or zoo weights; the folder is checked
+for writing before anything is loaded. Errors end in one line (``--debug``: the traceback).
+
 Examples:
     python tools/export.py --weights log/mars/checkpoints/latest.pth --format onnx
     python tools/export.py --arch tfclip_vitb16 --format onnx torchscript --frames 8
@@ -22,8 +26,11 @@ import time
 
 import torch
 
+from tfclip_torchreid import cli
 from tfclip_torchreid.export import (
     FORMATS,
+    check_export_folder,
+    default_export_dir,
     default_export_path,
     export_model,
     exported_files,
@@ -41,11 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", choices=list_archs(), default=None,
                    help="architecture (required without --weights; checked against them)")
     p.add_argument("--weights", default=None,
-                   help="checkpoint (ours: self-describing; others need --arch); none = random")
+                   help="checkpoint (ours: self-describing), zoo:NAME, or other weights with "
+                        "--arch (cameras and identities read from their tensors); none = random")
     p.add_argument("--format", nargs="+", choices=FORMATS, default=["onnx"],
                    help="one or more output formats")
     p.add_argument("--out", default=None,
-                   help="output file (one format) or folder; default <arch>.onnx / <arch>.pt")
+                   help="output file (one format) or folder; default <arch>.onnx / <arch>.pt "
+                        "beside the weights file, or in log/export/ (random or zoo weights)")
     p.add_argument("--frames", type=int, default=8, help="frames per clip (T)")
     p.add_argument("--dynamic-frames", action="store_true",
                    help="make the frame axis dynamic too (ONNX: torch.export exporter only)")
@@ -54,21 +63,33 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch.export-based exporter, or the deprecated TorchScript-based one "
                         "(faster, fixed frames only)")
     p.add_argument("--camera-num", type=int, default=None,
-                   help="SIE cameras when the weights do not say (random / plain weights; "
-                        "default 6, 0 = no SIE)")
+                   help="SIE cameras of a random model (no --weights; default 6, 0 = no SIE); "
+                        "weights say their own")
     p.add_argument("--batch", type=int, default=3, help="clips in the verification batch")
     p.add_argument("--atol", type=float, default=1e-4, help="largest accepted difference")
     p.add_argument("--no-verify", action="store_true", help="skip the check against PyTorch")
     return p
 
 
+def _output_file(args: argparse.Namespace) -> str | None:
+    """``--out`` when it names the one output file, else None."""
+    out = args.out
+    if out is not None and len(args.format) == 1 and not out.endswith(("/", osp.sep)) \
+            and not osp.isdir(out):
+        return out
+    return None
+
+
+def _output_folder(args: argparse.Namespace) -> str:
+    """The folder the exports go to (known before the model is loaded)."""
+    out = _output_file(args)
+    if out is not None:
+        return osp.dirname(out) or "."
+    return args.out if args.out is not None else default_export_dir(args.weights)
+
+
 def _output_path(args: argparse.Namespace, arch: str, fmt: str) -> str:
-    name = default_export_path(arch, fmt)
-    if args.out is None:
-        return name
-    if len(args.format) == 1 and not args.out.endswith(("/", osp.sep)) and not osp.isdir(args.out):
-        return args.out
-    return osp.join(args.out, name)
+    return _output_file(args) or osp.join(_output_folder(args), default_export_path(arch, fmt))
 
 
 def _megabytes(path: str) -> float:
@@ -86,8 +107,12 @@ def _run(argv: list[str] | None = None) -> int:
     if args.arch is None and args.weights is None:
         print("error: give --arch (random weights) or --weights (a checkpoint)", file=sys.stderr)
         return 2
+    check_export_folder(_output_folder(args))
     torch.manual_seed(0)
     model = load_inference_model(args.arch, args.weights, camera_num=args.camera_num)
+    if args.weights is not None and args.camera_num not in (None, model.cfg.camera_num):
+        print(f"note: --camera-num {args.camera_num} is not used: the weights hold "
+              f"{model.cfg.camera_num} SIE cameras", file=sys.stderr)
     arch = model.cfg.arch
     inputs = "clips (B, T, 3, H, W)" + (" + cam_ids (B,) int64" if uses_cameras(model) else "")
     print(f"=> {arch} ({'random weights' if args.weights is None else args.weights}): "
@@ -119,4 +144,4 @@ def _run(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

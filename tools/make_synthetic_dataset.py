@@ -2,7 +2,7 @@
 
 The result is read by torchreid's own ``Mars`` / ``iLIDSVID`` / ``Market1501`` loaders and by this
 package's ``LSVID`` loader, e.g. for a smoke run of the whole pipeline without the real data
-(see ``tfclip_torchreid/data/synthetic.py`` for what the images and identities look like).
+(see ``tfclip_torchreid/testing/`` for what the images and identities look like).
 
 Example:
     python tools/make_synthetic_dataset.py --format mars --root reid-data
@@ -17,7 +17,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tfclip_torchreid.data.synthetic import FORMATS, make_synthetic_dataset
+from tfclip_torchreid import cli
+from tfclip_torchreid.testing import FORMATS, make_synthetic_dataset
 from tfclip_torchreid.utils.logger import console_logging
 
 
@@ -83,4 +84,4 @@ def _run(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

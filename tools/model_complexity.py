@@ -24,6 +24,7 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
+from tfclip_torchreid import cli  # noqa: E402
 from tfclip_torchreid.models.complexity import PARAM_KEYS, model_complexity  # noqa: E402
 from tfclip_torchreid.models.factory import list_archs  # noqa: E402
 from tfclip_torchreid.models.temporal import TEMPORAL_CHOICES  # noqa: E402
@@ -94,4 +95,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli.run(main))

@@ -4,7 +4,8 @@
 Tables in the paper's numbering: ``2`` (paper Table 2 = supplement Table 4, B1-B6), ``S2``
 (supplement Table 2, image ReID rows), ``S3`` (TMD components, A1-A6), ``S5`` (temporal
 fusions), ``S6`` (SSP layers N), ``S7`` (with / without CLIP-Memory). Each row is a config under
-``configs/paper/`` (``tfclip_torchreid/paper_tables.py`` holds the paper's numbers).
+``configs/paper/`` (``configs/paper/tables.json`` holds the paper's numbers; the code is
+``tfclip_torchreid/paper_tables/``).
 
 Params(M) / FLOPs(G) are always ours for the full-size model (built on the meta device, no data,
 no weights) under the paper's counting convention (docs/complexity.md). mAP / Rank-k come from
@@ -34,6 +35,7 @@ import time
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
+from tfclip_torchreid import cli  # noqa: E402
 from tfclip_torchreid.paper_tables import (  # noqa: E402
     QUICK_SIZES,
     format_table,
@@ -128,4 +130,4 @@ def _run(argv: list[str] | None = None) -> list:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli.run(main))

@@ -22,7 +22,7 @@ import time
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import tfclip_torchreid  # noqa: E402,F401  (registers lsvid)
-from tfclip_torchreid import compat  # noqa: E402
+from tfclip_torchreid import cli, compat  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -123,4 +123,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli.run(main))

@@ -9,6 +9,12 @@ gallery tracklets of the query's identity and camera, as the evaluation does.
 Writes ``<out>/ranked/<query>.png`` (one per query: green frame = same identity, red = another)
 and, with ``--tsne``, ``<out>/tsne.png``.
 
+Query and gallery features must come from the same weights: each index written by
+``tools/embed.py`` records its weights (architecture and a digest of the weights), and features
+of different weights are refused (distances between them mean nothing) unless
+``--allow-mixed-weights`` is given; other differences (normalisation, input size, clip length)
+are warned about. A features file and an index file that are not a pair, or swapped, are named.
+
 Example:
     python tools/visualize.py --query-features q.npy --query-index q.json \\
         --gallery-features g.npy --gallery-index g.json --out log/vis --topk 5 --tsne
@@ -23,10 +29,13 @@ import sys
 import numpy as np
 
 from tfclip_torchreid.visualize import (
+    FeatureSet,
     draw_ranked_video,
     draw_tsne,
     feature_distances,
-    read_feature_set,
+    load_feature_set,
+    settings_differ,
+    weights_differ,
 )
 
 
@@ -54,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tsne-ignore-pids", type=int, nargs="*", default=[-1],
                    help="identities left out of the t-SNE (MARS distractors: add 0)")
     p.add_argument("--seed", type=int, default=0, help="t-SNE seed")
+    p.add_argument("--allow-mixed-weights", action="store_true",
+                   help="draw query and gallery features of different weights (refused by "
+                        "default: their distances mean nothing)")
     return p
 
 
@@ -61,6 +73,40 @@ def _query_indices(num_query: int, max_queries: int) -> list:
     if max_queries <= 0 or max_queries >= num_query:
         return list(range(num_query))
     return sorted(set(np.linspace(0, num_query - 1, max_queries).round().astype(int).tolist()))
+
+
+def _load(args: argparse.Namespace, split: str) -> FeatureSet:
+    features, index = getattr(args, f"{split}_features"), getattr(args, f"{split}_index")
+    try:
+        return load_feature_set(features, index, root=args.root)
+    except ValueError as err:
+        raise ValueError(f"--{split}-features {features} / --{split}-index {index}: {err}") \
+            from None
+
+
+def _check_same_model(args: argparse.Namespace, q: FeatureSet, g: FeatureSet) -> None:
+    """Refuse features of different weights (unless allowed); warn about other settings."""
+    files = f"{args.query_index} vs {args.gallery_index}"
+    if q.features.shape[1] != g.features.shape[1]:
+        raise ValueError(f"query features are {q.features.shape[1]}-d ({args.query_features}), "
+                         f"gallery features {g.features.shape[1]}-d ({args.gallery_features}): "
+                         "they come from different models")
+    mixed = weights_differ(q.meta, g.meta)
+    if mixed and not args.allow_mixed_weights:
+        raise ValueError(
+            f"the query and gallery features come from different weights ({files}: {mixed}): "
+            "distances between them mean nothing. Embed both with the same weights "
+            "(tools/embed.py --query Q --gallery G), or pass --allow-mixed-weights to draw them "
+            "anyway")
+    if mixed:
+        print(f"warning: the query and gallery features come from different weights ({files}: "
+              f"{mixed}); drawn because of --allow-mixed-weights", file=sys.stderr)
+    if ("weights_digest" in q.meta) != ("weights_digest" in g.meta):
+        print(f"warning: only one of {files} records its weights: cannot tell whether the same "
+              "weights made both", file=sys.stderr)
+    for diff in settings_differ(q.meta, g.meta):
+        print(f"warning: the query and gallery features were embedded with other settings "
+              f"({files}): {diff}", file=sys.stderr)
 
 
 def _tsne_set(args, q, g):
@@ -77,12 +123,9 @@ def _tsne_set(args, q, g):
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    q = read_feature_set(args.query_features, args.query_index, root=args.root)
-    g = read_feature_set(args.gallery_features, args.gallery_index, root=args.root)
-    if q[0].shape[1] != g[0].shape[1]:
-        print(f"error: query features are {q[0].shape[1]}-d, gallery {g[0].shape[1]}-d",
-              file=sys.stderr)
-        return 2
+    qs, gs = _load(args, "query"), _load(args, "gallery")
+    _check_same_model(args, qs, gs)
+    q, g = (qs.features, qs.items), (gs.features, gs.items)
     distmat = feature_distances(q[0], g[0])
     written = draw_ranked_video(
         distmat, q[1], g[1], osp.join(args.out, "ranked"), topk=args.topk,
@@ -99,4 +142,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from tfclip_torchreid import cli
+
+    sys.exit(cli.run(main))

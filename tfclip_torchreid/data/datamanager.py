@@ -19,11 +19,15 @@ Two steps, in the shape of fast-reid's ``build_reid_train_loader`` / ``build_rei
 
 Image datasets (Market-1501, MSMT17, ...) are one-frame tracklets: the same loaders, CLIP-ReID's
 image augmentation (:func:`~.transforms.build_image_transforms`). :class:`TFCLIPVideoDataManager`
-and :class:`TFCLIPImageDataManager` are torchreid data managers (``train_loader``,
-``test_loader``, ``test_dataset``, ``num_train_pids``, ``fetch_test_loaders``) built this way;
+and :class:`TFCLIPImageDataManager` are built this way and offer what torchreid's engines read
+from a data manager (``train_loader``, ``test_loader``, ``test_dataset``, ``sources``,
+``targets``, ``data_type``, ``height``, ``width``, ``num_train_pids``, ``num_train_cams``,
+``fetch_test_loaders``). They do not subclass torchreid's managers: those constructors parse the
+datasets into torchreid's own per-image datasets, transforms and samplers, all of which this
+pipeline replaces, and a subclass that skipped its parent's constructor would only pretend;
 :func:`build_datamanager` picks one from a config. Gallery = query + gallery for MARS and LS-VID
 by default (the official MARS protocol, 11,310 gallery tracklets; see
-``docs/datasets.md#gallery``).
+``docs/datasets.md#why-the-gallery-includes-the-queries``).
 
 Example:
     >>> dm = TFCLIPVideoDataManager(root="reid-data", sources="mars")  # doctest: +SKIP
@@ -43,12 +47,14 @@ from torch.utils.data import DataLoader, Subset
 from tfclip_torchreid import compat
 
 from .dataset import ClipDataset, SeededDataset, collate_clips
+from .datasets import diagnose_dataset, precheck_dataset
 from .distributed import dist_rank_world, shard_indices
+from .frame_checks import check_frames, frame_paths
 from .holdout import hold_out_identities
 from .samplers import build_train_sampler
 from .sampling import canonical_method
+from .tracklet_checks import check_tracklets
 from .transforms import build_image_transforms, build_sequence_transforms, erasing_mode, norm_stats
-from .validation import check_frames, check_tracklets, frame_paths, precheck_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -91,18 +97,26 @@ def parse_datasets(names: Iterable[str], root: str, kind: str = "video", split_i
                    combineall: bool = False, transform: Any = None) -> Dict[str, Any]:
     """One torchreid dataset object per name (``.train``, ``.query``, ``.gallery``), parsed once.
 
-    Each known benchmark is checked first (:func:`~.validation.precheck_dataset`): a missing
-    dataset shows the expected tree instead of torchreid's download attempt, and files torchreid's
-    parser would stop on with a bare ``AssertionError`` are named. ``transform`` is stored by
-    torchreid's dataset (its video class insists on one); the loaders here use their own datasets.
+    Every known benchmark is checked before any is parsed (:func:`~.datasets.precheck_dataset`):
+    a missing dataset shows the expected tree instead of torchreid's download attempt, and what
+    torchreid would read wrongly without a word is named. If torchreid's parser then stops (a bare
+    ``AssertionError`` naming no file, ...), :func:`~.datasets.diagnose_dataset` names the file,
+    row or folder. ``transform`` is stored by torchreid's dataset (its video class insists on
+    one); the loaders here use their own datasets.
     """
     names = list(dict.fromkeys(names))
     for name in names:
         precheck_dataset(name, root)
     init = compat.init_video_dataset if kind == "video" else compat.init_image_dataset
-    return {name: init(name, root=root, split_id=split_id, combineall=combineall, mode="train",
-                       transform=transform)
-            for name in names}
+    parsed = {}
+    for name in names:
+        try:
+            parsed[name] = init(name, root=root, split_id=split_id, combineall=combineall,
+                                mode="train", transform=transform)
+        except Exception as err:
+            diagnose_dataset(name, root, err)  # raises what it finds, chained to err
+            raise
+    return parsed
 
 
 def _as_tracklets(items: Sequence[tuple]) -> List[tuple]:
@@ -409,8 +423,8 @@ class _ClipDataManager:
         )
 
 
-class TFCLIPVideoDataManager(_ClipDataManager, compat.VideoDataManager):
-    """Video data manager producing TF-CLIP clips (a torchreid ``VideoDataManager``).
+class TFCLIPVideoDataManager(_ClipDataManager):
+    """Video data manager producing TF-CLIP clips (torchreid's data-manager interface).
 
     Attributes:
         train_loader: batches ``img`` (B, T, 3, H, W), ``pid``, ``camid``, ``dsetid``, ``index``.
@@ -430,9 +444,9 @@ class TFCLIPVideoDataManager(_ClipDataManager, compat.VideoDataManager):
     train_methods = _TRAIN_METHODS
 
 
-class TFCLIPImageDataManager(_ClipDataManager, compat.ImageDataManager):
+class TFCLIPImageDataManager(_ClipDataManager):
     """Image data manager (Market-1501, MSMT17, ...): one-frame tracklets, CLIP-ReID's image
-    augmentation, P x K batches; a torchreid ``ImageDataManager``.
+    augmentation, P x K batches (torchreid's data-manager interface).
 
     Batches hold ``img`` (B, 1, 3, H, W): the models treat an image as a one-frame clip.
 

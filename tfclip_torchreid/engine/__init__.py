@@ -1,5 +1,5 @@
 """Training and evaluation: the VideoV2M engine (a torchreid Engine) and its hooks, the dense
-evaluator, checkpoints, precision and the runner behind ``tools/train.py``."""
+evaluator, checkpoints and precision (``tfclip_torchreid.runner`` builds it from a config)."""
 
 from .hooks import HookBase
 from .v2m_engine import VideoV2MEngine

@@ -35,9 +35,9 @@ from .hooks import HookBase
 __all__ = ["Checkpointer", "PeriodicCheckpointer", "check_writable"]
 
 
-def check_writable(folder: str) -> None:
+def check_writable(folder: str, option: str = "--save-dir") -> None:
     """Create ``folder`` if needed and prove it is writable, or raise a PermissionError that
-    names it (before any compute is spent)."""
+    names it and the ``option`` that picks another (before any compute is spent)."""
     try:
         os.makedirs(folder, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".tmp-probe-", dir=folder)
@@ -45,7 +45,7 @@ def check_writable(folder: str) -> None:
         os.remove(probe)
     except OSError as err:
         raise PermissionError(
-            f"cannot write to {folder} ({err.strerror or err}): pick another --save-dir or fix "
+            f"cannot write to {folder} ({err.strerror or err}): pick another {option} or fix "
             f"the folder's permissions"
         ) from err
 

@@ -132,18 +132,21 @@ class ProgressBar(HookBase):
 
 class EpochTimer(HookBase):
     """Times every epoch (``trainer.timings["train_s"]``, summed over the run) and logs
-    ``=> epoch E/M done in S s, lr X`` on rank 0 (the learning rate of the next epoch)."""
+    ``=> epoch E/M done in S s at lr X`` on rank 0, X the base learning rate the epoch ran at
+    (read before it: torchreid steps the schedule at the end of its ``train``)."""
 
     def __init__(self) -> None:
         self._start = 0.0
+        self._lr = 0.0
 
     def before_epoch(self) -> None:
         self._start = time.time()
+        self._lr = self.trainer.get_current_lr()
 
     def after_epoch(self) -> None:
         t = self.trainer
         seconds = time.time() - self._start
         t.timings["train_s"] = t.timings.get("train_s", 0.0) + seconds
         if is_main_process():
-            logger.info(f"=> epoch {t.epoch + 1}/{t.max_epoch} done in {seconds:.1f} s, "
-                        f"lr {t.get_current_lr():.2e}")
+            logger.info(f"=> epoch {t.epoch + 1}/{t.max_epoch} done in {seconds:.1f} s at "
+                        f"lr {self._lr:.2e}")

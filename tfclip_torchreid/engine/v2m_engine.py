@@ -40,8 +40,9 @@ import torch.distributed as dist
 from torch import nn
 
 from .. import compat
+from ..data.transforms import norm_stats
 from ..losses import TFCLIPLoss
-from ..models.factory import load_model_weights
+from ..models.weights import Weights, load_model_weights
 from ..utils.checkpoint import checkpoint_header, load_checkpoint
 from ..utils.distributed import is_main_process
 from ..utils.rng import rng_preserved, rng_state, set_rng_state
@@ -332,8 +333,11 @@ class VideoV2MEngine(compat.Engine):
         """Everything needed to continue training exactly (weights-only-loadable), and what
         rebuilds the model from the file alone (:func:`checkpoint_header`). During CLIP-ReID's
         stage 1, ``epoch`` is -1 and ``prompt_stage`` holds that stage's state."""
+        dm = self.datamanager  # the preprocessing travels with the weights
+        mean, std = norm_stats(dm.norm)
         state = {
-            **checkpoint_header(self.raw_model),
+            **checkpoint_header(self.raw_model, {"image_size": (dm.height, dm.width),
+                                                 "mean": mean, "std": std}),
             "state_dict": self.raw_model.state_dict(),
             "epoch": int(epoch) + 1,
             "optimizer": self.optimizer.state_dict(),
@@ -348,19 +352,27 @@ class VideoV2MEngine(compat.Engine):
             state["prompt_stage"] = prompt_stage
         return state
 
-    def resume(self, checkpoint: str | Mapping[str, Any], source: str | None = None) -> int:
+    def resume(self, checkpoint: str | Mapping[str, Any] | Weights,
+               source: str | None = None) -> int:
         """Restore model, optimiser, scheduler, scaler, RNGs, the identity bank's key (and an
         interrupted CLIP-ReID stage 1), the validation history and best metric from a
-        checkpoint file or an already loaded checkpoint (``source`` names it in messages).
+        checkpoint file, an already loaded checkpoint or the run's resolved :class:`Weights`
+        (the runner passes those: the file is read once; ``source`` names it in messages).
         Returns the epoch to start from."""
         if isinstance(checkpoint, str):
             source = source or checkpoint
             checkpoint = load_checkpoint(checkpoint)
+        weights = checkpoint
+        if isinstance(checkpoint, Weights):
+            source = source or checkpoint.source
+            weights, checkpoint = checkpoint, checkpoint.checkpoint
         source = source or "the checkpoint"
-        missing = [k for k in ("state_dict", "optimizer", "epoch") if k not in checkpoint]
+        missing = [k for k in ("optimizer", "epoch") if k not in checkpoint]
+        if not (weights.state_dict if isinstance(weights, Weights) else "state_dict" in weights):
+            missing.insert(0, "state_dict")
         if missing:
             raise ValueError(f"{source} is not a VideoV2MEngine checkpoint (missing {missing})")
-        load_model_weights(self.raw_model, checkpoint, source=source)
+        load_model_weights(self.raw_model, weights, source=source)
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         if self.scheduler is not None and checkpoint.get("scheduler") is not None:
             self.scheduler.load_state_dict(checkpoint["scheduler"])

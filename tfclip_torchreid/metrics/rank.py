@@ -49,6 +49,8 @@ from typing import Any, NamedTuple, Tuple, Union
 import numpy as np
 import torch
 
+from .. import compat
+
 __all__ = ["evaluate_rank", "rank_metrics", "RankMetrics", "default_chunk_size", "CHUNK_BYTES",
            "CPU_NUM_THREADS"]
 
@@ -384,8 +386,6 @@ def _cuhk03(
     gc: torch.Tensor,
     max_rank: int,
 ) -> Tuple[np.ndarray, float]:
-    from .. import compat
-
     eval_cuhk03 = compat.tr_module("metrics.rank").eval_cuhk03
     cmc, mAP = eval_cuhk03(
         d.cpu().numpy(), qp.cpu().numpy(), gp.cpu().numpy(), qc.cpu().numpy(),

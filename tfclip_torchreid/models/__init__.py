@@ -9,7 +9,8 @@ baseline TF-CLIP is compared with), and the tiny random ``tfclip_tiny``, ``clipr
 loss="softmax", pretrained=True, use_gpu=True, **kwargs)``; ``pretrained=True`` means OpenAI CLIP
 via open_clip (or the file named by the ``TFCLIP_CLIP_WEIGHTS`` environment variable);
 ``camera_num`` defaults to 6 (MARS) and any :class:`~.config.TFCLIPConfig` option can be passed as
-a keyword.
+a keyword. ``torchreid.utils.FeatureExtractor`` becomes :class:`.feature_extractor.FeatureExtractor`
+(torchreid's, building our architectures from their weights, :mod:`.weights`).
 
 Example:
     >>> from tfclip_torchreid import compat
@@ -25,21 +26,18 @@ from typing import Any, Callable
 
 from .. import compat
 from . import zoo
+from .archs import get_model_config, list_archs
 from .clip_memory import CLIPMemory, aggregate_identity_means
-from .factory import (
-    build_tfclip,
-    get_model_config,
-    list_archs,
-    load_model_weights,
-    load_tfclip,
-    load_weights_in_place,
-)
+from .factory import build_tfclip, load_tfclip
+from .feature_extractor import FeatureExtractor
 from .key_mapping import convert_authors_state_dict
 from .tfclip import TFCLIP, TFCLIPConfig, TFCLIPOutput
+from .weights import Preprocess, Weights, load_model_weights, resolve_weights
 
 __all__ = [
     "TFCLIP", "TFCLIPConfig", "TFCLIPOutput", "CLIPMemory", "aggregate_identity_means",
     "build_tfclip", "get_model_config", "list_archs", "load_model_weights", "load_tfclip",
+    "resolve_weights", "Weights", "Preprocess", "FeatureExtractor", "zoo",
     "convert_authors_state_dict", "TORCHREID_MODELS", "DEFAULT_CAMERA_NUM",
 ]
 
@@ -64,5 +62,4 @@ def _torchreid_factory(arch: str) -> Callable[..., TFCLIP]:
 
 for _name in TORCHREID_MODELS:
     compat.register_model(_name, _torchreid_factory(_name))
-compat.route_pretrained_weights(TFCLIP, load_weights_in_place)
-compat.route_model_names(zoo.is_zoo)
+compat.set_feature_extractor(FeatureExtractor)

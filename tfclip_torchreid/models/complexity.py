@@ -46,11 +46,12 @@ import torch
 import torch.nn as nn
 
 from .backbone import grid_size_for
+from .backbone_rn50 import resnet_grid_size, rn50_complexity
 from .config import TFCLIPConfig
 from .factory import build_tfclip
 from .tfclip import TFCLIP
 
-__all__ = ["count_parameters", "vit_block_macs", "backbone_macs", "tmd_macs", "ssp_macs",
+__all__ = ["count_parameters", "vit_block_macs", "text_macs", "backbone_macs", "tmd_macs", "ssp_macs",
            "fusion_macs", "model_complexity", "PARAM_KEYS"]
 
 _CLS_HEADS = ("bottleneck.", "classifier2.", "bottleneck_proj.", "classifier_proj.")
@@ -123,6 +124,21 @@ def vit_block_macs(num_tokens: int, width: int, layers: int, mlp_ratio: float = 
     return layers * per_block
 
 
+def text_macs(context_length: int = 77, width: int = 512, layers: int = 12,
+              mlp_ratio: float = 4.0) -> int:
+    """MACs of the text transformer blocks on one prompt (the paper's ViT-block convention).
+
+    Linear layers and attention matmuls of every token position (the causal mask does not
+    reduce the count, as for a dense implementation); LayerNorms, softmax, the positional
+    addition and the EOT projection are not counted.
+
+    Example:
+        >>> round(text_macs(77, 512, 12) / 1e9, 2)
+        2.98
+    """
+    return vit_block_macs(context_length, width, layers, mlp_ratio)
+
+
 def backbone_macs(model_or_cfg: Any) -> Dict[str, int]:
     """MACs of the visual encoder for one frame: blocks, stem, all-token projection, total.
 
@@ -154,8 +170,6 @@ def backbone_macs(model_or_cfg: Any) -> Dict[str, int]:
 
 
 def _resnet_macs(cfg: TFCLIPConfig) -> Dict[str, int]:
-    from .backbone_rn50 import resnet_grid_size, rn50_complexity
-
     gh, gw = resnet_grid_size(cfg.image_size, cfg.last_stride)
     macs = rn50_complexity(image_size=cfg.image_size, layers=tuple(cfg.resnet_layers),
                            width=cfg.width, heads=cfg.heads, output_dim=cfg.embed_dim,
@@ -251,8 +265,6 @@ def model_complexity(arch: str = "tfclip_vitb16", num_classes: int = 625, camera
     )
     macs["text_per_prompt"] = 0
     if model.uses_text:
-        from .text_encoder import text_macs
-
         macs["text_per_prompt"] = text_macs(cfg.context_length, cfg.text_width, cfg.text_layers)
     macs["paper_convention"] = (
         macs["backbone_blocks"] + macs["text_per_prompt"] + macs["tmd_per_frame"]

@@ -1,4 +1,5 @@
-"""The one place that maps other implementations' parameter names to ours.
+"""The one place that knows other implementations' parameter names: which layout a state dict
+is in (:func:`detect_layout`) and how its keys map to ours (:func:`to_our_keys`).
 
 Two layouts share most names: the TF-CLIP authors' model (``docs/released_vs_paper.md``) and
 CLIP-ReID's ``build_transformer`` (the official checkpoints of the model zoo, :mod:`.zoo`), which
@@ -30,9 +31,20 @@ The authors' RN50 (a CLIP ModifiedResNet with last stride 1) uses OpenAI's RN50 
 also open_clip's ``ModifiedResNet`` names (their ``relu`` and open_clip's ``act1..3`` hold no
 parameters; the stride-1 shortcut keeps its parameter-free ``downsample.-1`` pool), so the same
 prefix rule maps it onto :class:`~.backbone_rn50.CLIPResNetBackbone`; its 129-row attention-pool
-table already fits the 16x8 grid. A leading ``module.`` (DataParallel) is stripped. The CLIP-Memory is not part of the authors'
-state dict (they keep it as a plain tensor), so a converted checkpoint leaves ``memory``
-uninitialised.
+table already fits the 16x8 grid. A leading ``module.`` (DataParallel) is stripped from a key
+(state dicts are unwrapped once, by :func:`~tfclip_torchreid.utils.checkpoint.unwrap_state_dict`).
+The CLIP-Memory is not part of the authors' state dict (they keep it as a plain tensor), so a
+converted checkpoint leaves ``memory`` uninitialised.
+
+Layouts (:data:`LAYOUTS`):
+
+* ``"tfclip"``: ours (``backbone.``, ``temporal.``, ``ssp.``, ``memory.``, ...);
+* ``"tfclip_authors"``: the TF-CLIP authors' model (``image_encoder.`` with ``TMD.`` / ``SSP.``,
+  or without a text side);
+* ``"clipreid"``: CLIP-ReID's ``build_transformer`` (``image_encoder.`` with
+  ``prompt_learner.`` / ``text_encoder.``): the model zoo's files;
+* ``"clip"``: CLIP weights (OpenAI / open_clip: ``visual.``, or a bare visual tower), which are
+  backbone weights, not a ReID model (:meth:`~.tfclip.TFCLIP.load_clip_weights` loads them).
 
 Example:
     >>> import torch
@@ -41,16 +53,21 @@ Example:
     ['backbone.proj', 'temporal.diffusion.attn.in_proj_weight']
     >>> list(convert_authors_state_dict({"resblocks.0.message_fc.weight": torch.zeros(1)}, prefix="TMD."))
     ['message_fc.weight']
+    >>> detect_layout(sd), detect_layout({"backbone.proj": 0}), detect_layout({"fc.weight": 0})
+    ('tfclip_authors', 'tfclip', 'unknown')
 """
 
 from __future__ import annotations
 
-from typing import Dict, Mapping
+from typing import Any, Dict, Mapping
 
 import torch
 
-__all__ = ["convert_authors_state_dict", "convert_authors_key", "is_authors_state_dict",
-           "AUTHORS_PREFIXES"]
+__all__ = ["convert_authors_state_dict", "convert_authors_key", "detect_layout", "to_our_keys",
+           "AUTHORS_PREFIXES", "LAYOUTS"]
+
+#: the key layouts :func:`detect_layout` tells apart (see the module notes)
+LAYOUTS = ("tfclip", "tfclip_authors", "clipreid", "clip")
 
 # authors' / CLIP-ReID's submodule prefix -> our submodule prefix
 AUTHORS_PREFIXES: Dict[str, str] = {
@@ -83,9 +100,43 @@ def convert_authors_key(key: str) -> str:
     return key
 
 
-def is_authors_state_dict(state: Mapping[str, torch.Tensor]) -> bool:
-    """True if ``state`` uses the authors' or CLIP-ReID's names (``image_encoder.``...)."""
-    return any(k.split("module.", 1)[-1].startswith("image_encoder.") for k in state)
+def detect_layout(state: Mapping[str, Any]) -> str:
+    """Key layout of an unwrapped state dict: one of :data:`LAYOUTS`, or ``"unknown"``.
+
+    CLIP-ReID's ``build_transformer`` and the TF-CLIP authors' model both keep the CLIP visual
+    tower under ``image_encoder.``; CLIP-ReID adds its text side (``prompt_learner.``,
+    ``text_encoder.``), the TF-CLIP authors add ``TMD.`` / ``SSP.``. Ours uses ``backbone.``;
+    CLIP's own files ``visual.`` (or, visual-only, the tower's keys at the top level).
+    """
+    keys = list(state)
+
+    def has(*prefixes: str) -> bool:
+        return any(k.startswith(prefixes) for k in keys)
+
+    if has("image_encoder."):
+        if has("TMD.", "SSP."):
+            return "tfclip_authors"
+        return "clipreid" if has("prompt_learner.", "text_encoder.") else "tfclip_authors"
+    if has("backbone."):
+        return "tfclip"
+    if has("visual.") or (has("conv1.") and has("class_embedding", "attnpool.")):
+        return "clip"
+    return "unknown"
+
+
+def to_our_keys(state: Mapping[str, torch.Tensor], layout: str) -> Dict[str, torch.Tensor]:
+    """``state`` (in ``layout``, from :func:`detect_layout`) with our key names.
+
+    Example:
+        >>> list(to_our_keys({"image_encoder.proj": torch.zeros(1)}, "clipreid"))
+        ['backbone.proj']
+    """
+    if layout == "tfclip":
+        return dict(state)
+    if layout in ("tfclip_authors", "clipreid"):
+        return convert_authors_state_dict(state)
+    raise ValueError(f"no mapping from the {layout!r} layout to ours; known: "
+                     f"{', '.join(LAYOUTS[:3])} (CLIP weights load as pretrained weights)")
 
 
 def convert_authors_state_dict(
@@ -108,8 +159,6 @@ def convert_authors_state_dict(
     out: Dict[str, torch.Tensor] = {}
     ours_prefix = AUTHORS_PREFIXES.get(prefix, "")
     for key, value in state.items():
-        if key.startswith("module."):
-            key = key[len("module."):]
         new = convert_authors_key(prefix + key)
         if ours_prefix:
             if not new.startswith(ours_prefix):  # pragma: no cover - defensive

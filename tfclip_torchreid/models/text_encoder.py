@@ -33,7 +33,7 @@ import torch
 import torch.nn as nn
 from open_clip.transformer import QuickGELU, TextTransformer
 
-__all__ = ["CLIPTextEncoder", "text_state_dict", "text_macs", "TEXT_KEY_PREFIXES"]
+__all__ = ["CLIPTextEncoder", "text_state_dict", "TEXT_KEY_PREFIXES"]
 
 # Top-level keys of the text tower in an OpenAI / open_clip CLIP state dict.
 TEXT_KEY_PREFIXES = (
@@ -190,21 +190,3 @@ def text_state_dict(state: Mapping[str, torch.Tensor]
     text = {k: v for k, v in state.items()
             if k.startswith(TEXT_KEY_PREFIXES) and k != TOKEN_EMBEDDING_KEY}
     return text, state.get(TOKEN_EMBEDDING_KEY)
-
-
-def text_macs(context_length: int = 77, width: int = 512, layers: int = 12,
-              mlp_ratio: float = 4.0) -> int:
-    """MACs of the text transformer blocks on one prompt (the paper's ViT-block convention).
-
-    Linear layers and attention matmuls of every token position (the causal mask does not
-    reduce the count, as for a dense implementation); LayerNorms, softmax, the positional
-    addition and the EOT projection are not counted.
-
-    Example:
-        >>> round(text_macs(77, 512, 12) / 1e9, 2)
-        2.98
-    """
-    # Imported here: complexity.py imports the model factory, which may import this module.
-    from .complexity import vit_block_macs
-
-    return vit_block_macs(context_length, width, layers, mlp_ratio)

@@ -57,10 +57,11 @@ from .backbone_rn50 import CLIPResNetBackbone
 from .clip_memory import CLIPMemory
 from .config import TFCLIPConfig
 from .heads import bn_neck, id_classifier
+from .pretrained import load_clip_state_dict
 from .prompt_learner import PromptLearner
 from .ssp import SequenceSpecificPrompt, v2m_logits
 from .temporal import FUSION_CHOICES, build_temporal_fusion
-from .text_encoder import CLIPTextEncoder
+from .text_encoder import CLIPTextEncoder, text_state_dict
 from .tmd import TemporalMemoryDiffusion
 
 __all__ = ["TFCLIP", "TFCLIPConfig", "TFCLIPOutput", "build_backbone"]
@@ -334,9 +335,6 @@ class TFCLIP(nn.Module):
         """CLIP weights for the visual tower and, with a text bank, the text tower and the
         prompts' frozen token embeddings: ``'openai'`` or a local file (see
         :mod:`.pretrained`)."""
-        from .pretrained import load_clip_state_dict
-        from .text_encoder import text_state_dict
-
         parts = load_clip_state_dict(source, self.cfg.openai_model or "", cache_dir)
         self.backbone.load_visual_state_dict(parts.visual, source=str(source))
         if not self.uses_text:

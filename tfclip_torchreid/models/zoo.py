@@ -1,13 +1,16 @@
 """Model zoo: named checkpoints downloaded once (with gdown) into a local cache.
 
-``zoo:NAME`` can be passed wherever a weights file is accepted; :func:`resolve_weights` turns it
-into a local file path and leaves plain paths alone. The table holds the official CLIP-ReID
-checkpoints (Li et al., AAAI 2023; the "Trained models" table of github Syliz517/CLIP-ReID):
-ViT-B/16 CLIP-ReID, ViT-B/16 CLIP-ReID with SIE and overlapping patches (stride 12) and the
-RN50 CLIP-ReID, each trained on MSMT17, Market-1501 and DukeMTMC-reID. They are stored in
-CLIP-ReID's own key layout (``image_encoder.*``, ``prompt_learner.*``, ``text_encoder.*``,
-``bottleneck*``, ``classifier*``, ``cv_embed``); :func:`read_zoo_checkpoint` reads one into a
-plain state dict and reports its layout, and :mod:`.key_mapping` renames the keys.
+``zoo:NAME`` can be passed wherever a weights file is accepted; the weights resolver
+(:func:`~.weights.resolve_weights`) downloads the file with :func:`download_zoo` and builds the
+entry's model. The table holds the official CLIP-ReID checkpoints (Li et al., AAAI 2023; the
+"Trained models" table of github Syliz517/CLIP-ReID): ViT-B/16 CLIP-ReID, ViT-B/16 CLIP-ReID
+with SIE and overlapping patches (stride 12) and the RN50 CLIP-ReID, each trained on MSMT17,
+Market-1501 and DukeMTMC-reID. They are stored in CLIP-ReID's own key layout
+(``image_encoder.*``, ``prompt_learner.*``, ``text_encoder.*``, ``bottleneck*``,
+``classifier*``, ``cv_embed``), which :mod:`.key_mapping` renames. Each entry also says how its
+model was trained: identities, cameras, switches and the preprocessing of CLIP-ReID's configs
+(256x128; ViT: mean = std = 0.5, ``configs/person/vit_clipreid.yml``; RN50: ImageNet's,
+``configs/person/cnn_clipreid.yml``), which travels with the weights.
 
 The TF-CLIP authors publish their weights only on Baidu Pan, which cannot be scripted: download
 them by hand and pass the file (``--weights FILE``); their key names are mapped on loading.
@@ -24,18 +27,40 @@ How a download proceeds (:func:`download_zoo`):
    with bounded timeouts (:data:`CONNECT_TIMEOUT`, :data:`READ_TIMEOUT`) and :data:`RETRIES`
    retries; offline (no DNS, refused connection, timeout), its error becomes a RuntimeError that
    names the manual download and the local-path alternative, within seconds;
-3. the sha256 is checked when the entry has one, and a web page saved in place of the file
-   (Drive's quota page) is rejected; a rejected file is deleted;
-4. the file is renamed to ``<NAME>.pth`` (atomic on POSIX): a file under the final name is
-   always complete. A lock file serialises concurrent downloads of one name (e.g. DDP ranks).
+3. the file is verified (:func:`verify_download`): not a web page (Drive's quota page), the size
+   the server announced (Content-Length, as gdown reports it), the entry's sha256 when it has
+   one, and a complete torch archive (:func:`~tfclip_torchreid.utils.checkpoint.check_torch_file`:
+   the zip's central directory is there and every part matches its CRC-32, which also catches a
+   file cut short where the server announced no size); a rejected file is deleted;
+4. the file is renamed to ``<NAME>.pth`` (atomic on POSIX): a file under the final name was
+   verified. A ``.download`` file left by an earlier call (a crash before the rename) is verified
+   the same way without the network, and downloaded anew when it fails. A lock file serialises
+   concurrent downloads of one name (e.g. DDP ranks).
+
+A cached file that cannot be used (placed there by hand, or damaged since) is not replaced
+behind the user's back: the weights resolver's message names the cache file, says what is wrong
+with it and to delete it (``rm PATH``), after which ``zoo:NAME`` downloads it again. Moving it
+aside automatically would download hundreds of MB again from a quota-limited Drive after every
+mistake and could discard a file the user put there on purpose (the offline route above).
+
+The sha256 of the table: the CLIP-ReID authors publish none, and the files are on Google Drive,
+which no test here can reach, so the entries record none yet (an invented hash would reject the
+real file). A hash is filled in from a verified download: :func:`download_zoo` logs
+``saved PATH (N bytes, sha256 H; verified: ...)`` after checking the announced size and the
+archive; once the file also loads into the entry's model (``resolve_weights("zoo:NAME")``),
+``H`` goes into :data:`SHA256` under the entry's name, and from then on every download and every
+leftover ``.download`` file must match it.
 
 Example:
     >>> from tfclip_torchreid.models import zoo
     >>> zoo.list_zoo()[:2]
     ['clipreid_rn50_dukemtmcreid', 'clipreid_rn50_market1501']
-    >>> zoo.zoo_model_kwargs("clipreid_vitb16_sie_olp_msmt17")
-    ZooModelSpec(arch='clipreid_vitb16_s12', num_classes=1041, camera_num=15, switches={'use_sie': True, 'sie_coe': 1.0, 'stride': 12})
-    >>> zoo.resolve_weights("zoo:clipreid_vitb16_market1501")  # doctest: +SKIP
+    >>> e = zoo.get_entry("clipreid_vitb16_sie_olp_msmt17")
+    >>> e.arch, e.num_classes, e.camera_num, dict(e.switches)
+    ('clipreid_vitb16_s12', 1041, 15, {'use_sie': True, 'sie_coe': 1.0, 'stride': 12})
+    >>> zoo.get_entry("clipreid_vitb16_market1501").preprocess["mean"]
+    [0.5, 0.5, 0.5]
+    >>> zoo.download_zoo("clipreid_vitb16_market1501")  # doctest: +SKIP
     '/home/me/.cache/torch/hub/checkpoints/clipreid_vitb16_market1501.pth'
 """
 
@@ -46,21 +71,22 @@ import inspect
 import logging
 import os
 import os.path as osp
+import shlex
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Dict, List, Mapping, NamedTuple, Tuple, Union
+from typing import Any, Dict, List, Mapping, Tuple
 
 import torch
 
-from ..utils.checkpoint import load_checkpoint
+from ..utils.checkpoint import CheckpointFileError, check_torch_file, preprocess_entry
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "ZOO_PREFIX", "ZooEntry", "ZooModelSpec", "is_zoo", "list_zoo", "get_entry",
-    "register_zoo_entry", "zoo_model_kwargs", "zoo_cache_dir", "zoo_cache_path",
-    "resolve_weights", "download_zoo", "read_zoo_checkpoint", "detect_layout",
-    "CONNECT_TIMEOUT", "READ_TIMEOUT", "RETRIES",
+    "ZOO_PREFIX", "ZooEntry", "is_zoo", "list_zoo", "get_entry",
+    "register_zoo_entry", "zoo_cache_dir", "zoo_cache_path",
+    "download_zoo", "verify_download", "cached_file_error", "CONNECT_TIMEOUT", "READ_TIMEOUT",
+    "RETRIES", "SHA256",
 ]
 
 ZOO_PREFIX = "zoo:"
@@ -134,14 +160,10 @@ class ZooEntry:
         """URL a person opens in a browser to download the file by hand."""
         return self.url or f"https://drive.google.com/file/d/{self.drive_id}/view"
 
-
-class ZooModelSpec(NamedTuple):
-    """What to build for a zoo entry: ``build(arch, num_classes, camera_num, **switches)``."""
-
-    arch: str
-    num_classes: int
-    camera_num: int
-    switches: Dict[str, Any]
+    @property
+    def preprocess(self) -> Dict[str, List]:
+        """The preprocessing of its training (a checkpoint's ``preprocess`` entry)."""
+        return preprocess_entry(self.input_size, self.pixel_mean, self.pixel_std)
 
 
 # training-set sizes of CLIP-ReID's datasets: (torchreid name, identities, cameras)
@@ -162,6 +184,9 @@ _CLIPREID_DRIVE_IDS = {
     ("rn50", "market1501"): "1sBqCr5LxKcO9J2V0IvLQPb0wzwVzIZUp",
     ("rn50", "dukemtmcreid"): "1XXycuux__uDd9WKwaTAQ4W1RjLqnUphq",
 }
+#: sha256 of the zoo files by entry name, filled in from verified downloads only (see the module
+#: notes); none is recorded yet
+SHA256: Dict[str, str] = {}
 # variant -> (our arch, switches, normalisation)
 _CLIPREID_VARIANTS = {
     "vitb16": ("clipreid_vitb16", {"use_sie": False, "stride": 16}, _CLIP_MEAN_STD),
@@ -180,7 +205,7 @@ def _clipreid_entries() -> Dict[str, ZooEntry]:
         entries[name] = ZooEntry(
             name=name, arch=arch, dataset=tr_name, num_classes=num_classes,
             camera_num=camera_num, switches=switches, layout="clipreid", drive_id=drive_id,
-            pixel_mean=mean, pixel_std=std, source=_CLIPREID_SOURCE,
+            sha256=SHA256.get(name), pixel_mean=mean, pixel_std=std, source=_CLIPREID_SOURCE,
         )
     return entries
 
@@ -226,12 +251,6 @@ def register_zoo_entry(entry: ZooEntry, overwrite: bool = False) -> None:
     _ZOO[entry.name] = entry
 
 
-def zoo_model_kwargs(name: str) -> ZooModelSpec:
-    """``(arch, num_classes, camera_num, switches)`` of the model that the weights fit."""
-    e = get_entry(name)
-    return ZooModelSpec(e.arch, e.num_classes, e.camera_num, dict(e.switches))
-
-
 def zoo_cache_dir() -> str:
     """``$TFCLIP_HOME/checkpoints`` if ``TFCLIP_HOME`` is set, else torch's hub checkpoints."""
     home = os.environ.get("TFCLIP_HOME", "").strip()
@@ -243,36 +262,6 @@ def zoo_cache_dir() -> str:
 def zoo_cache_path(name: str) -> str:
     """Where the file of ``name`` is (or will be) cached."""
     return osp.join(zoo_cache_dir(), get_entry(name).filename)
-
-
-def resolve_weights(spec: str, quiet: bool = False) -> str:
-    """Local file for a weights spec: ``"zoo:NAME"`` (downloaded once) or a path.
-
-    Args:
-        spec: ``"zoo:NAME"`` or a file path (``~`` is expanded).
-        quiet: no download messages / progress bar.
-
-    Raises:
-        FileNotFoundError: a path that does not exist.
-        ValueError: an unknown zoo name (the message lists the names).
-        RuntimeError: the download failed (the message names the manual download).
-
-    Example:
-        >>> resolve_weights("log/run/checkpoints/latest.pth")  # doctest: +SKIP
-        'log/run/checkpoints/latest.pth'
-    """
-    if not isinstance(spec, (str, os.PathLike)):
-        raise TypeError(f"weights must be a path or 'zoo:NAME', got {type(spec).__name__}")
-    spec = os.fspath(spec)
-    if is_zoo(spec):
-        return download_zoo(spec, quiet=quiet)
-    path = osp.expanduser(spec)
-    if not osp.isfile(path):
-        raise FileNotFoundError(
-            f"weights file not found: {spec!r}. Pass an existing checkpoint file, or a zoo "
-            f"name such as zoo:{list_zoo()[0]} (available: {', '.join(list_zoo())})"
-        )
-    return path
 
 
 def _sha256(path: str) -> str:
@@ -299,8 +288,19 @@ def _manual_hint(entry: ZooEntry, final: str) -> str:
     )
 
 
-def _gdown_options() -> Dict[str, Any]:
-    """Timeouts and retries, for the gdown releases that have them (>= 6.3)."""
+def cached_file_error(name: str, path: str, problem: str) -> ValueError:
+    """The error for a cached file of zoo entry ``name`` that cannot be used: ``problem``, then
+    which file it is and how to get a good one."""
+    entry = get_entry(name)
+    return ValueError(
+        f"{problem.rstrip('.')}. It is the cached copy of zoo:{entry.name}: delete it "
+        f"(rm {shlex.quote(path)}) and pass zoo:{entry.name} again to download it anew (or "
+        f"download it by hand from {entry.manual_url} and save it as {path})")
+
+
+def _gdown_options(announced: Dict[str, int | None]) -> Dict[str, Any]:
+    """Timeouts and retries, for the gdown releases that have them (>= 6.3), and a progress
+    callback that records the size the server announced in ``announced["size"]``."""
     import gdown
 
     params = inspect.signature(gdown.download).parameters
@@ -309,18 +309,23 @@ def _gdown_options() -> Dict[str, Any]:
         opts["timeout"] = (CONNECT_TIMEOUT, READ_TIMEOUT)
     if "retries" in params:
         opts["retries"] = RETRIES
+    if "progress" in params:
+        opts["progress"] = lambda done, total: announced.__setitem__("size", total)
     return opts
 
 
-def _fetch(entry: ZooEntry, staging: str, final: str, quiet: bool) -> None:
-    """Download ``entry`` to ``staging`` with gdown (resuming a partial file)."""
+def _fetch(entry: ZooEntry, staging: str, final: str, quiet: bool) -> int | None:
+    """Download ``entry`` to ``staging`` with gdown (resuming a partial file); returns the size
+    the server announced (None when it announced none)."""
     import gdown
 
     url = entry.download_url
     if not quiet:
         logger.info(f"=> zoo:{entry.name}: downloading {entry.manual_url} to {final}")
+    announced: Dict[str, int | None] = {"size": None}
     try:
-        gdown.download(url=url, output=staging, quiet=quiet, resume=True, **_gdown_options())
+        gdown.download(url=url, output=staging, quiet=quiet, resume=True,
+                       **_gdown_options(announced))
     except Exception as err:  # noqa: BLE001 - every gdown/requests failure gets the same advice
         raise RuntimeError(
             f"zoo:{entry.name}: download of {url} failed ({type(err).__name__}: {err}; "
@@ -331,26 +336,59 @@ def _fetch(entry: ZooEntry, staging: str, final: str, quiet: bool) -> None:
         ) from err
     if not osp.isfile(staging):  # pragma: no cover - gdown returns only after moving its file
         raise RuntimeError(f"zoo:{entry.name}: gdown finished without writing {staging}")
+    return announced["size"]
 
 
-def _publish(entry: ZooEntry, staging: str, final: str) -> str:
-    """Check the downloaded ``staging`` file and rename it to ``final``; returns its sha256."""
-    if _is_html(staging):
-        os.remove(staging)
+def verify_download(entry: ZooEntry, path: str, announced: int | None = None) -> List[str]:
+    """Check a downloaded file of ``entry``: not a web page, ``announced`` bytes (the server's
+    Content-Length) when known, the entry's sha256 when it has one, and a complete torch archive
+    (:func:`~tfclip_torchreid.utils.checkpoint.check_torch_file`). Returns what was verified
+    (of ``"size"``, ``"sha256"``, ``"archive"``); a file of the format before torch 1.6, which
+    has no archive to check, passes only on its size or hash.
+
+    Raises:
+        RuntimeError: what is wrong (the file is left where it is).
+    """
+    if _is_html(path):
         raise RuntimeError(
             f"zoo:{entry.name}: the server sent a web page instead of the checkpoint (Google "
-            f"Drive does this when a file's download quota is exceeded); it was deleted. "
-            f"Retry later, or {_manual_hint(entry, final)}"
-        )
-    digest = _sha256(staging)
-    if entry.sha256 is not None and digest != entry.sha256.lower():
+            "Drive does this when a file's download quota is exceeded)")
+    verified = []
+    size = osp.getsize(path)
+    if announced is not None:
+        if size != announced:
+            raise RuntimeError(f"zoo:{entry.name}: the download is incomplete: {size:,} of the "
+                               f"{announced:,} bytes the server announced")
+        verified.append("size")
+    if entry.sha256 is not None:
+        digest = _sha256(path)
+        if digest != entry.sha256.lower():
+            raise RuntimeError(f"zoo:{entry.name}: the downloaded file has sha256 {digest}, "
+                               f"expected {entry.sha256}")
+        verified.append("sha256")
+    try:
+        check_torch_file(path)
+        verified.append("archive")
+    except CheckpointFileError as err:
+        if err.kind != "legacy" or not verified:
+            raise RuntimeError(f"zoo:{entry.name}: the downloaded file is not a complete "
+                               f"checkpoint: {err}") from None
+    return verified
+
+
+def _publish(entry: ZooEntry, staging: str, final: str, announced: int | None) -> str:
+    """Verify ``staging`` (:func:`verify_download`; deleted when rejected) and rename it to
+    ``final``; returns the line to log."""
+    try:
+        verified = verify_download(entry, staging, announced)
+    except RuntimeError as err:
         os.remove(staging)
-        raise RuntimeError(
-            f"zoo:{entry.name}: the downloaded file has sha256 {digest}, expected "
-            f"{entry.sha256}; it was deleted. Retry, or {_manual_hint(entry, final)}"
-        )
-    os.replace(staging, final)  # atomic: the final name only ever holds a complete file
-    return digest
+        raise RuntimeError(f"{err}; it was deleted. Retry, or {_manual_hint(entry, final)}") \
+            from None
+    size, digest = osp.getsize(staging), _sha256(staging)
+    os.replace(staging, final)  # atomic: the final name only ever holds a verified file
+    return (f"=> zoo:{entry.name}: saved {final} ({size:,} bytes, sha256 {digest}; verified: "
+            f"{', '.join(verified)})")
 
 
 def download_zoo(name: str, quiet: bool = False) -> str:
@@ -366,118 +404,16 @@ def download_zoo(name: str, quiet: bool = False) -> str:
     with filelock.FileLock(final + ".lock"):
         if osp.isfile(final):  # another process finished it while we waited
             return final
-        if not osp.isfile(staging):  # a complete staging file is left only by a crash
-            _fetch(entry, staging, final, quiet)
-        digest = _publish(entry, staging, final)
+        saved = None
+        if osp.isfile(staging):  # left by a crash between the download and the rename
+            try:
+                saved = _publish(entry, staging, final, None)
+            except RuntimeError as err:
+                logger.warning(f"=> zoo:{entry.name}: {staging}, left by an earlier download, "
+                               f"failed its check ({str(err).split('; it was')[0]}); "
+                               "downloading it again")
+        if saved is None:
+            saved = _publish(entry, staging, final, _fetch(entry, staging, final, quiet))
     if not quiet:
-        logger.info(f"=> zoo:{entry.name}: saved {final} (sha256 {digest})")
+        logger.info(saved)
     return final
-
-
-# ----------------------------------------------------------------------------------------------
-# reading a downloaded file
-# ----------------------------------------------------------------------------------------------
-def _plain_state_dict(checkpoint: Mapping[str, Any]) -> Dict[str, torch.Tensor]:
-    state = checkpoint
-    for key in ("state_dict", "model", "model_state_dict"):
-        if isinstance(state.get(key), Mapping):
-            state = state[key]
-            break
-    return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
-
-
-def detect_layout(state: Mapping[str, Any]) -> str:
-    """Key layout of a state dict: ``"clipreid"``, ``"tfclip_authors"``, ``"tfclip"`` or
-    ``"unknown"``.
-
-    CLIP-ReID's ``build_transformer`` and the TF-CLIP authors' model both keep the CLIP visual
-    tower under ``image_encoder.``; CLIP-ReID adds the prompt learner, the text encoder and a
-    ``classifier_proj``, the TF-CLIP authors add ``TMD.``/``SSP.``. Ours uses ``backbone.``.
-    """
-    keys = list(state)
-    if any(k.startswith(("TMD.", "SSP.")) for k in keys):
-        return "tfclip_authors"
-    if any(k.startswith("image_encoder.") for k in keys) and any(
-        k.startswith(("prompt_learner.", "text_encoder.", "classifier_proj.")) for k in keys
-    ):
-        return "clipreid"
-    if any(k.startswith("backbone.") for k in keys):
-        return "tfclip"
-    return "unknown"
-
-
-def _describe_clipreid(state: Mapping[str, torch.Tensor]) -> Dict[str, Any]:
-    def rows(key: str) -> int | None:
-        return int(state[key].shape[0]) if key in state else None
-
-    if "image_encoder.attnpool.positional_embedding" in state:
-        backbone, pos = "rn50", rows("image_encoder.attnpool.positional_embedding")
-    else:
-        backbone, pos = "vit", rows("image_encoder.positional_embedding")
-    return {
-        "backbone": backbone,
-        "num_classes": rows("classifier.weight"),
-        "camera_num": rows("cv_embed") or 0,
-        "use_sie": "cv_embed" in state,
-        "feature_dim": rows("bottleneck.weight"),
-        "proj_dim": rows("bottleneck_proj.weight"),
-        "num_positions": pos,
-        "has_text_encoder": any(k.startswith("text_encoder.") for k in state),
-    }
-
-
-def read_zoo_checkpoint(
-    path: str, entry: Union[None, str, ZooEntry] = None
-) -> Dict[str, Any]:
-    """Read a checkpoint file (``torch.load(weights_only=True)``) and report its layout.
-
-    Args:
-        path: the file (e.g. from :func:`resolve_weights`).
-        entry: a zoo entry or name to check the file against (layout, identities, cameras).
-
-    Returns:
-        ``{"state_dict": {key: tensor}, "layout": str, ...}``; a ``leading module.`` is
-        stripped and a ``state_dict``/``model`` wrapper removed. For the ``clipreid`` layout
-        also ``backbone`` (``"vit"``/``"rn50"``), ``num_classes``, ``camera_num``,
-        ``use_sie``, ``feature_dim`` (768/2048), ``proj_dim`` (512/1024), ``num_positions``
-        (positional-embedding rows: 129 for stride 16, 211 for stride 12 at 256x128) and
-        ``has_text_encoder``.
-
-    Raises:
-        ValueError: the file does not match ``entry``.
-
-    Example:
-        >>> info = read_zoo_checkpoint(resolve_weights("zoo:clipreid_vitb16_market1501"))
-        ... # doctest: +SKIP
-        >>> info["layout"], info["num_classes"], info["camera_num"]  # doctest: +SKIP
-        ('clipreid', 751, 0)
-    """
-    checkpoint = load_checkpoint(path)
-    if not isinstance(checkpoint, Mapping):
-        raise ValueError(f"{path}: expected a state dict, got {type(checkpoint).__name__}")
-    state = _plain_state_dict(checkpoint)
-    info: Dict[str, Any] = {"state_dict": state, "layout": detect_layout(state)}
-    if info["layout"] == "clipreid":
-        info.update(_describe_clipreid(state))
-    if entry is not None:
-        _check_against(info, entry if isinstance(entry, ZooEntry) else get_entry(entry), path)
-    return info
-
-
-def _check_against(info: Mapping[str, Any], entry: ZooEntry, path: str) -> None:
-    problems = []
-    if info["layout"] != entry.layout:
-        problems.append(f"layout {info['layout']!r} (expected {entry.layout!r})")
-    elif entry.layout == "clipreid":
-        if info["num_classes"] != entry.num_classes:
-            problems.append(f"{info['num_classes']} identities (expected {entry.num_classes})")
-        sie = bool(entry.switches.get("use_sie"))
-        if info["use_sie"] != sie:
-            problems.append(f"use_sie={info['use_sie']} (expected {sie})")
-        elif sie and info["camera_num"] != entry.camera_num:
-            problems.append(f"{info['camera_num']} cameras (expected {entry.camera_num})")
-    if problems:
-        raise ValueError(
-            f"{path} does not look like zoo:{entry.name}: " + ", ".join(problems)
-            + f". Delete it and download again from {entry.manual_url}"
-        )

@@ -27,9 +27,14 @@ whole and a warning says how many identities this concerns, so labels stay 0..Y-
 has data. ``train_chunk=0`` (registered as ``lsvid_unchunked``) keeps the plain tracklet list.
 
 Nothing is written into the dataset folder (the authors' loader caches JSON files with absolute
-paths there).
+paths there). The parser names the file and line of anything it cannot read, so there is no
+separate pre-check beyond the layout (:data:`LAYOUT`); :func:`write` lays out a synthetic copy.
+:data:`NAMING` reads a frame path without the list files (:func:`frame_id`): the frames of one
+person folder belong to several tracklets, each the files of one list prefix.
 
 Example:
+    >>> frame_id("tracklet_test/0002/0002_003_07_0011.jpg")
+    FrameId(tracklet='0002_003_07', pid=2, camid=6)
     >>> import tfclip_torchreid  # registers "lsvid"
     >>> from tfclip_torchreid import compat
     >>> dm = compat.VideoDataManager(root="reid-data", sources="lsvid")  # doctest: +SKIP
@@ -41,19 +46,74 @@ import bisect
 import logging
 import os
 import os.path as osp
+import re
 import warnings
 from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
 from ... import compat
-from .layouts import LAYOUTS, resolve_layout
+from .layout import FrameId, FrameNaming, Layout, locate
+from .matfile import write_matlab_v73
+from .writing import PlannedTracklet, assign_tids, counts
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LSVID", "LSVIDUnchunked", "chunk_tracklets", "read_query_indices", "read_list"]
+__all__ = ["LAYOUT", "NAMING", "LSVID", "LSVIDUnchunked", "chunk_tracklets",
+           "read_query_indices", "read_list", "frame_id", "write"]
 
 Tracklet = Tuple[Tuple[str, ...], int, int]
+
+LAYOUT = Layout(
+    name="lsvid",
+    title="LS-VID",
+    dirnames=("lsvid", "LS-VID"),
+    variants=(
+        ("list_sequence/list_seq_train.txt", "list_sequence/list_seq_test.txt",
+         "test/data/info_test.mat"),
+        ("info/list_sequence/list_seq_train.txt", "info/list_sequence/list_seq_test.txt",
+         "info/data/info_test.mat"),
+    ),
+    tree="""\
+<root>/
+└── lsvid/                          (or LS-VID/, the archive's own name)
+    ├── tracklet_train/ tracklet_val/ tracklet_test/    frames
+    ├── list_sequence/
+    │   ├── list_seq_train.txt      one tracklet per line: "<frame path prefix> <pid>"
+    │   └── list_seq_test.txt
+    └── test/data/info_test.mat     MATLAB v7.3; 'query' = 1-based rows of list_seq_test.txt
+  or the layout of the TF-CLIP authors' code:
+    ├── info/list_sequence/list_seq_{train,test}.txt
+    └── info/data/info_test.mat""",
+    source="on request from PKU's VMC lab, https://www.pkuvmc.com/dataset.html "
+           "(Li et al., Global-Local Temporal Representations, ICCV 2019)",
+    synthetic=True,
+)
+
+
+#: a frame name ``<pid>_<tracklet>_<camera>_<frame>`` (the list prefix is all but the frame)
+FRAME_NAME = re.compile(r"^(([0-9]+|junk)_[0-9]+_([0-9]+))_[0-9]+\.[A-Za-z]+$")
+
+
+def frame_id(path: str) -> FrameId | None:
+    """Tracklet (the list prefix without its folder), pid and 0-based camera of an LS-VID frame
+    path: ``<pid>/<pid>_<tracklet>_<camera>_<frame>.jpg`` (the folder is the pid, or ``junk``);
+    None for another path.
+
+    Example:
+        >>> frame_id("0002/0002_003_07_0011.jpg").camid, frame_id("x/0002_003_07_0011.jpg")
+        (6, None)
+    """
+    m = FRAME_NAME.match(osp.basename(path))
+    if m is None or osp.basename(osp.dirname(osp.abspath(path))) != m.group(2):
+        return None
+    pid = -1 if m.group(2) == "junk" else int(m.group(2))
+    return FrameId(m.group(1), pid, max(int(m.group(3)) - 1, 0))
+
+
+NAMING = FrameNaming(
+    title=LAYOUT.title, example="tracklet_test/0002/0002_003_07_0011.jpg", parse=frame_id,
+    rule="the name without its frame field: 0002_003_07_0011.jpg -> 0002_003_07")
 
 
 def read_list(path: str) -> List[Tuple[str, int]]:
@@ -215,8 +275,8 @@ class LSVID(compat.VideoDataset):
             raise ValueError(f"train_chunk must be >= 0 (0 = no chunking), got {train_chunk}")
         self.train_chunk = int(train_chunk)
         self.root = osp.abspath(osp.expanduser(root))
-        self.dataset_dir, variant = resolve_layout("lsvid", self.root)
-        files = [osp.join(self.dataset_dir, p) for p in LAYOUTS["lsvid"].variants[variant]]
+        self.dataset_dir, variant = locate(LAYOUT, self.root)
+        files = [osp.join(self.dataset_dir, p) for p in LAYOUT.variants[variant]]
         self.train_name_path, self.test_name_path, self.query_idx_path = files
 
         lister = _FrameLister(self.dataset_dir)
@@ -285,3 +345,50 @@ class LSVIDUnchunked(LSVID):
     """
 
     default_train_chunk = 0
+
+
+# ---------------------------------------------------------------------------------- writer
+def _chunk_count(n: int, step: int) -> int:
+    """Number of training chunks the authors' ``train_dense`` rule makes of an n-frame tracklet."""
+    return n // step
+
+
+def write(ddir: str, tracks: List[PlannedTracklet], layout: str) -> Dict:
+    """Lay out LS-VID under ``ddir`` in the public archive's layout (``layout="flat"``:
+    ``list_sequence/`` + ``test/data/``) or the authors' (``"info"``: ``info/...``): the two list
+    files, ``info_test.mat`` (MATLAB v7.3) and the frame paths
+    ``tracklet_{train,test}/<pid>/<pid>_<tracklet>_<camera>_<frame>.jpg`` (junk: ``junk/``).
+    Returns the counts :class:`LSVID` should parse (with the 48-frame chunk count)."""
+    assign_tids(tracks, per="pid")
+    if layout == "flat":
+        list_dir, mat_dir = osp.join(ddir, "list_sequence"), osp.join(ddir, "test", "data")
+    elif layout == "info":
+        list_dir, mat_dir = osp.join(ddir, "info", "list_sequence"), osp.join(ddir, "info", "data")
+    else:
+        raise ValueError(f"lsvid: layout must be 'flat' or 'info', got {layout!r}")
+    os.makedirs(list_dir)
+    os.makedirs(mat_dir)
+    expected: Dict = {"layout": layout}
+    for split in ("train", "test"):
+        items = [t for t in tracks if t.split == split]
+        lines = []
+        for t in items:
+            folder = "junk" if t.pid < 0 else f"{t.pid:04d}"
+            prefix = f"tracklet_{split}/{folder}/{folder}_{t.tid:03d}_{t.cam:02d}_"
+            t.paths = [f"{prefix}{fno:04d}.jpg" for fno in range(1, t.num_frames + 1)]
+            lines.append((prefix, t))
+        lines.sort(key=lambda x: x[0])
+        with open(osp.join(list_dir, f"list_seq_{split}.txt"), "w") as fh:
+            fh.write("".join(f"{prefix} {t.pid}\n" for prefix, t in lines))
+        if split == "train":
+            expected["train"] = counts(items)
+            expected["train"]["chunks_48"] = sum(_chunk_count(t.num_frames, 48) for t in items)
+            expected["train"]["frames"] = sorted(t.num_frames for t in items)
+        else:
+            ordered = [t for _, t in lines]
+            qidx = np.asarray([[i + 1 for i, t in enumerate(ordered) if t.query]], np.float64)
+            write_matlab_v73(osp.join(mat_dir, "info_test.mat"), {"query": qidx})
+            expected["query"] = counts([t for t in ordered if t.query])
+            expected["gallery"] = counts([t for t in ordered if not t.query and t.pid != -1])
+            expected["junk_tracklets"] = sum(t.pid == -1 for t in ordered)
+    return expected
