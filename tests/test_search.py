@@ -13,19 +13,17 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("faiss")
-
-from tfclip_torchreid.engine.evaluation import distance_matrix  # noqa: E402
-from tfclip_torchreid.metrics.rank import rank_metrics  # noqa: E402
-from tfclip_torchreid.search import (  # noqa: E402
+from tfclip_torchreid.engine.evaluation import distance_matrix
+from tfclip_torchreid.metrics.rank import rank_metrics
+from tfclip_torchreid.search import (
     INSTALL_HINT,
     GalleryIndex,
     build_index,
     merge_results,
     require_faiss,
 )
-from tfclip_torchreid.utils.feature_files import save_embeddings  # noqa: E402
-from tfclip_torchreid.visualize import rank_gallery  # noqa: E402
+from tfclip_torchreid.utils.feature_files import save_embeddings
+from tfclip_torchreid.visualize import rank_gallery
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SMALL = "PCA32,IVF16,SQ8"  # the compressed recipe at a test's size

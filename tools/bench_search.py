@@ -336,4 +336,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from tfclip_torchreid import cli
+
+    sys.exit(cli.run(main))

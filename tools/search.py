@@ -81,8 +81,8 @@ def _read_all(paths: Sequence[str]) -> Tuple[np.ndarray, np.ndarray, np.ndarray,
     parts = [read_feature_file(path) for path in paths]
     dims = {part[0].shape[1] for part in parts}
     if len(dims) > 1:
-        raise SystemExit(f"error: the feature files have different dimensions {sorted(dims)}: "
-                         "embed them with one model")
+        raise ValueError(f"the feature files {', '.join(paths)} have different dimensions "
+                         f"{sorted(dims)}: embed them with one model")
     names = [name for part in parts for name in part[3]]
     return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
             np.concatenate([p[2] for p in parts]), names, [p[4] for p in parts])
@@ -154,14 +154,12 @@ def _query(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Runs the tool with the package's log lines shown on stdout."""
     args = build_parser().parse_args(argv)
-    try:
-        require_faiss()
-    except ImportError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    require_faiss()  # before any file is read: the error names the extra to install
     with console_logging():
         return {"build": _build, "add": _add, "query": _query}[args.command](args)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from tfclip_torchreid import cli
+
+    sys.exit(cli.run(main))
