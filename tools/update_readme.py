@@ -319,19 +319,22 @@ def search_table(rows: List[dict]) -> str:
     Example:
         >>> row = {"index": "Flat", "params": "", "gallery": 10, "queries": 5, "build_s": 1.0,
         ...        "index_gb": 0.5, "store_gb": 0.0, "peak_rss_gb": 1.0, "queries_per_s": 20.0,
-        ...        "recall_at_10": 1.0, "exact_equal": True, "load_avg": [2.0, 2.0, 2.0]}
+        ...        "queries_per_cpu_s": 25.0, "recall_at_10": 1.0, "exact_equal": True,
+        ...        "load_avg": [2.0, 2.0, 2.0]}
         >>> search_table([row]).splitlines()[-1]
-        '| Flat | 10 | 5 | 1 s | 0.50 GB | - | 1.00 GB | 20 | 1.000 | yes | 2.0 |'
+        '| Flat | 10 | 5 | 1 s | 0.50 GB | - | 1.00 GB | 20 | 25 | 1.000 | yes | 2.0 |'
     """
     lines = ["| index | gallery | queries | build | in memory | on disk | peak RSS | queries/s "
-             "| recall@10 | = ranker | load |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| queries/CPU s | recall@10 | = ranker | load |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         name = f"{r['index']} ({r['params']})" if r["params"] else r["index"]
         disk = f"{r['store_gb']:.2f} GB" if r["store_gb"] else "-"
         equal = {True: "yes", False: "no"}.get(r.get("exact_equal"), "-")
         lines.append(f"| {name} | {r['gallery']:,} | {r['queries']:,} | {r['build_s']:.0f} s | "
                      f"{r['index_gb']:.2f} GB | {disk} | {r['peak_rss_gb']:.2f} GB | "
-                     f"{r['queries_per_s']:,.0f} | {r['recall_at_10']:.3f} | {equal} | "
+                     f"{r['queries_per_s']:,.0f} | {r['queries_per_cpu_s']:,.0f} | "
+                     f"{r['recall_at_10']:.3f} | {equal} | "
                      f"{r['load_avg'][0]:.1f} |")
     return "\n".join(lines)
 
