@@ -231,17 +231,34 @@ def test_cannot_link_keeps_overlapping_tracks_of_a_camera_apart():
 
 
 def test_auto_threshold_is_a_quantile_of_the_known_different_pairs():
-    n = 6
+    n = 7
     dist = np.full((n, n), 0.9)
     np.fill_diagonal(dist, 0)
     cannot = np.zeros((n, n), bool)
-    for i in range(n):  # a chain of overlapping tracks: 5 known-different pairs ...
+    touching = np.zeros((n, n), bool)
+    for i in range(n):  # every pair overlaps in time: 21 known-different pairs
         for j in range(i + 1, n):
             cannot[i, j] = cannot[j, i] = True
             dist[i, j] = dist[j, i] = 0.1 * (i + j)
-    t = auto_threshold(dist, cannot, quantile=0.5)
-    assert t.pairs == 15 and t.value == pytest.approx(np.median([0.1 * (i + j) for i in range(n)
-                                                                  for j in range(i + 1, n)]))
+    touching[0, 1] = touching[1, 0] = touching[0, 2] = touching[2, 0] = True  # 0.1, 0.2: crossing
+    pairs = sorted(0.1 * (i + j) for i in range(n) for j in range(i + 1, n))
+    t = auto_threshold(dist, cannot, touching, quantile=0.5)
+    assert t.pairs == 19 and t.value == pytest.approx(np.median(pairs[2:]))
+    assert "boxes apart" in t.rule
+    # under 10 pairs with their boxes apart: all the overlapping pairs
+    touching[:] = cannot
+    touching[5, 6] = touching[6, 5] = False
+    t = auto_threshold(dist, cannot, touching, quantile=0.5)
+    assert t.pairs == 21 and t.value == pytest.approx(np.median(pairs))
+
+
+def test_boxes_touch_only_in_a_shared_frame():
+    from tfclip_torchreid.video.linking import boxes_touch
+
+    a = [Box(1, 0, 0, 10, 20), Box(2, 10, 0, 10, 20)]
+    assert not boxes_touch(a, [Box(1, 10, 0, 10, 20)])  # edges meet: no pixel shared
+    assert not boxes_touch(a, [Box(3, 10, 0, 10, 20)])  # same place, another frame
+    assert boxes_touch(a, [Box(2, 19, 19, 5, 5)])
 
 
 def test_pairwise_scores_against_a_hand_computed_case():
@@ -438,3 +455,35 @@ def test_report_opens_in_a_real_browser(run, tmp_path):
     # crops are drawn: many pixels far from grey (the page itself is white, grey and black text)
     colourful = (img.max(axis=2) - img.min(axis=2)) > 60
     assert colourful.mean() > 0.01
+
+
+def test_video_cut_short_keeps_the_frames_before(videos, tmp_path, caplog):
+    """A recording cut short whose index is at its start (faststart mp4) opens and says 25
+    frames, then ends early: the run goes on with the frames before, the file named. (FFmpeg's
+    frame-threaded decoder ends such a file quietly; one that raises part-way is caught the same
+    way, its message naming the file and frame.)"""
+    import av
+
+    caplog.set_level(logging.INFO, logger="tfclip_torchreid")
+    vids, tracks = _copy_set(videos, str(tmp_path / "in"))
+    with av.open(videos.videos[0]) as src:
+        frames = [f.to_ndarray(format="rgb24") for f in src.decode(video=0)]
+    with av.open(vids[0], "w", options={"movflags": "faststart"}) as dst:
+        stream = dst.add_stream("libx264", rate=5)
+        stream.height, stream.width, stream.pix_fmt = 96, 160, "yuv420p"
+        for img in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                dst.mux(packet)
+        for packet in stream.encode():
+            dst.mux(packet)
+    data = open(vids[0], "rb").read()
+    open(vids[0], "wb").write(data[: len(data) * 2 // 3])
+    assert probe_video(vids[0]).frames == 25  # the index still says 25 frames
+    result = run_video_reid(vids, tracks, str(tmp_path / "out"), arch="tfclip_tiny", seq_len=4,
+                            progress=False, model_options=TINY)
+    cam1 = result.summary["videos"]["cam1"]
+    read = cam1["frames_read"]
+    assert 0 < read < 25
+    assert cam1["boxes_skipped"][BEYOND_END] == sum(
+        b.frame > read for bs in read_tracks(tracks[0]).values() for b in bs) > 0
+    assert f"{vids[0]} ended after {read} frames, though its container says 25" in caplog.text

@@ -9,10 +9,13 @@
    a box needs) and crop its tracks' boxes (:mod:`.cropping`) into tracklets that are embedded
    part by part as they come (:class:`.tracklets.TrackletStream`) with the dense protocol and the
    weights' own preprocessing, by the chosen backend (:class:`.backends.Embedder`); progress
-   (frames/s) is shown per video;
-3. **link** the tracks of all cameras into global identities (:mod:`.linking`: constrained
-   average-linkage clustering on cosine distance; two tracks of one camera that overlap in time
-   are never one person; the threshold from the data unless given);
+   (frames/s) is shown per video. A video that cannot be decoded from some frame on (a damaged
+   or cut recording) keeps the frames before, with a warning naming the file and the frame;
+   the boxes of later frames are counted as past its end;
+3. **link** the tracks of all cameras into global identities (:mod:`.linking`: each camera's
+   bias removed from the features, then constrained average-linkage clustering on cosine
+   distance; two tracks of one camera that overlap in time are never one person; the threshold
+   from the data unless given);
 4. **write** ``OUT/identities.csv`` and ``OUT/report.html`` (:mod:`.report`),
    ``OUT/summary.json`` (per video: frames, boxes used and skipped per reason, tracks without a
    usable box, frames/s; the threshold and how it was chosen; the backend's speed) and, with a
@@ -50,8 +53,18 @@ from ..utils.feature_files import Tracklet
 from ..utils.rng import rng_scope
 from .backends import BACKENDS, Embedder
 from .cropping import OUTSIDE, SkipCounts, clip_box
-from .decoding import VideoInfo, iter_frames, probe_video
-from .linking import Span, Threshold, auto_threshold, cannot_link, cosine_distances, link_tracks
+from .decoding import VideoError, VideoInfo, iter_frames, probe_video
+from .linking import (
+    NEGATIVE_QUANTILE,
+    Span,
+    Threshold,
+    auto_threshold,
+    boxes_touch,
+    cannot_link,
+    cosine_distances,
+    link_tracks,
+    remove_camera_bias,
+)
 from .metrics import pairwise_scores
 from .report import write_identities, write_report
 from .tracklets import TrackletStream, TrackResult
@@ -160,30 +173,42 @@ class _Timed:
 
 
 def _stream_video(name: str, index: int, video: str, tracks: Mapping[int, Sequence[Box]],
-                  embed: _Timed, stream_kw: Mapping[str, Any], progress: bool
+                  embed: _Timed, stream_kw: Mapping[str, Any], progress: bool, declared: int
                   ) -> Tuple[List[TrackResult], Dict[str, Any]]:
+    """Crop and embed the tracks of one video; a video damaged part-way keeps the frames read
+    before (a warning names the file and frame)."""
     stream = TrackletStream(name, index, tracks, embed, **stream_kw)
     start = time.perf_counter()
     decoded = 0
     bar = None
     if progress and stream.last_frame:
         bar = tqdm(total=stream.last_frame, desc=name, unit="frame")
+    error = None
     try:
-        for number, frame in iter_frames(video, last=stream.last_frame):
-            decoded = number
-            if stream.wants(number):
-                stream.add_frame(number, frame.to_ndarray(format="rgb24"))
-            if bar is not None:
-                bar.update(1)
+        try:
+            for number, frame in iter_frames(video, last=stream.last_frame):
+                decoded = number
+                if stream.wants(number):
+                    stream.add_frame(number, frame.to_ndarray(format="rgb24"))
+                if bar is not None:
+                    bar.update(1)
+        except VideoError as err:  # damaged part-way: what was read is kept
+            error = str(err)
+            logger.warning(f"=> {err}. The {decoded} frames before are used; the boxes of "
+                           "later frames are skipped (counted as past the video's end)")
         results = stream.finish(decoded)
     finally:
         if bar is not None:
             bar.close()
+    if error is None and declared and decoded < min(declared, stream.last_frame):
+        logger.warning(f"=> {video} ended after {decoded} frames, though its container says "
+                       f"{declared}; the boxes of later frames are skipped")
     seconds = time.perf_counter() - start
     skipped = SkipCounts(stream.skipped)
     info = {"video": video, "frames_read": decoded, "tracks": len(tracks),
             "tracks_embedded": len(results), "tracks_without_a_usable_box": stream.dropped,
-            "boxes_used": stream.crops, "boxes_skipped": dict(skipped), "seconds": seconds,
+            "boxes_used": stream.crops, "boxes_skipped": dict(skipped),
+            "decoding_error": error, "seconds": seconds,
             "frames_per_s": decoded / max(seconds, 1e-9)}
     logger.info(f"=> {name}: {decoded} frames, {stream.crops} boxes cropped into "
                 f"{len(results)} tracklets in {seconds:.1f} s ({info['frames_per_s']:.1f} "
@@ -192,13 +217,28 @@ def _stream_video(name: str, index: int, video: str, tracks: Mapping[int, Sequen
     return results, info
 
 
-def _link(results: Sequence[TrackResult], threshold: float | None, quantile: float
+def _touching(results: Sequence[TrackResult], cannot: np.ndarray,
+              boxes: Sequence[Mapping[int, Sequence[Box]]]) -> np.ndarray:
+    """For the cannot-link pairs: whether their boxes intersect in a frame (crops that share
+    pixels)."""
+    out = np.zeros_like(cannot)
+    for i, j in zip(*np.nonzero(np.triu(cannot, k=1))):
+        a, b = results[i], results[j]
+        out[i, j] = out[j, i] = boxes_touch(boxes[a.cam_index][a.track_id],
+                                            boxes[b.cam_index][b.track_id])
+    return out
+
+
+def _link(results: Sequence[TrackResult], boxes: Sequence[Mapping[int, Sequence[Box]]],
+          threshold: float | None, quantile: float, keep_camera_bias: bool
           ) -> Tuple[List[int], Threshold]:
     feats = np.stack([t.feature for t in results])
+    if not keep_camera_bias:
+        feats = remove_camera_bias(feats, [t.camera for t in results])
     dist = cosine_distances(feats)
     cannot = cannot_link([Span(t.camera, t.first, t.last) for t in results])
     if threshold is None:
-        chosen = auto_threshold(dist, cannot, quantile)
+        chosen = auto_threshold(dist, cannot, _touching(results, cannot, boxes), quantile)
     else:
         chosen = Threshold(float(threshold), "given", 0)
     labels = link_tracks(dist, cannot, chosen.value)
@@ -208,12 +248,12 @@ def _link(results: Sequence[TrackResult], threshold: float | None, quantile: flo
 def run_video_reid(videos: Sequence[str], tracks: Sequence[str], out: str,
                    weights: str | Weights | None = None, arch: str | None = None,
                    gt: str | None = None, backend: str = "pytorch", seq_len: int = 8,
-                   threshold: float | None = None, quantile: float = 0.05,
+                   threshold: float | None = None, quantile: float = NEGATIVE_QUANTILE,
                    device: str = "cpu", batch_size: int = 8, max_clips: int = 32,
                    part_frames: int = 64, batch_frames: int = 256, thumbnails: int = 4,
                    cache_dir: str | None = None, progress: bool = True,
                    model_options: Mapping[str, Any] | None = None,
-                   seed: int = 0) -> VideoReIDResult:
+                   seed: int = 0, keep_camera_bias: bool = False) -> VideoReIDResult:
     """Run the pipeline of the module notes.
 
     Args:
@@ -237,6 +277,8 @@ def run_video_reid(videos: Sequence[str], tracks: Sequence[str], out: str,
         progress: a progress bar per video (frames/s).
         model_options: model options (e.g. ``layers=1`` for a random model).
         seed: the seed random weights are drawn from (the same random model every run).
+        keep_camera_bias: keep each camera's bias in the features (default: removed before
+            linking, :func:`~.linking.remove_camera_bias`).
 
     Returns:
         :class:`VideoReIDResult`.
@@ -266,13 +308,13 @@ def run_video_reid(videos: Sequence[str], tracks: Sequence[str], out: str,
     results: List[TrackResult] = []
     per_video: Dict[str, Any] = {}
     for i, (name, video, t, info) in enumerate(zip(names, videos, per_camera, infos)):
-        got, stats = _stream_video(name, i, video, t, embed, stream_kw, progress)
+        got, stats = _stream_video(name, i, video, t, embed, stream_kw, progress, info.frames)
         stats.update(fps=info.fps, height=info.height, width=info.width, track_file=tracks[i])
         results += got
         per_video[name] = stats
     if not results:
         raise ValueError("no track of any video has a box that could be cropped: nothing to link")
-    global_ids, chosen = _link(results, threshold, quantile)
+    global_ids, chosen = _link(results, per_camera, threshold, quantile, keep_camera_bias)
     logger.info(f"=> {len(results)} tracks of {len(videos)} camera(s) linked into "
                 f"{len(set(global_ids))} identities (threshold {chosen.value:.4f}: {chosen.rule})")
     mean, std = resolve_norm(model, norm)
@@ -287,6 +329,7 @@ def run_video_reid(videos: Sequence[str], tracks: Sequence[str], out: str,
         "arch": model.cfg.arch, "backend": backend, "seq_len": int(seq_len),
         "image_size": list(model.cfg.image_size), "norm": {"mean": mean, "std": std},
         "threshold": chosen.value, "threshold_rule": chosen.rule,
+        "camera_bias_removed": not keep_camera_bias,
         "tracks": len(results), "identities": len(set(global_ids)),
         "videos": per_video, "seconds": seconds,
         "frames_per_s": frames / max(seconds, 1e-9),
