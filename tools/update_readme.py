@@ -6,17 +6,24 @@ and is rewritten here from code or from a run, never by hand, so it cannot go st
 
 * ``switches``, ``models``, ``paper-table-2``: from the code (the model options' dataclass, the
   architecture files, the complexity counts); a test checks that the README holds them;
-* ``demo``, ``demo-clipreid``, ``demo-clipreid-market``, ``demo-rn50``: each demo config is run on
-  freshly generated synthetic data (``python tools/train.py --config-file configs/<demo>.yaml``,
-  under ``log/readme/``); wall time and the before/after mAP and CMC; ``pictures``: the
-  ``tools/visualize.py`` pictures of the ``demo`` run's test features, copied to docs/images/;
+* ``demo``, ``demo-clipreid``, ``demo-clipreid-market``, ``demo-rn50``: each demo config run as
+  README's command runs it on a fresh machine (``python tools/train.py --config-file
+  configs/<demo>.yaml`` in an empty folder under ``log/readme/``, empty caches); wall time, test
+  set and the before/after mAP and CMC. The demos are deterministic: tests/test_readme_demos.py
+  (slow) reruns each and fails when any figure but the wall time differs, so after a change that
+  moves them, rerun these sections;
+* ``pictures``: the ``tools/visualize.py`` pictures of the ``demo`` run's test features, copied to
+  docs/images/, with the ranked picture's content in words (checked with the ``demo`` block; the
+  t-SNE picture is not checked: its pixels depend on the scikit-learn and matplotlib releases);
 * ``rank``: ``tools/bench_rank.py``; ``train-step``: ``tools/bench_train_step.py`` (ViT-B/16 on
-  the CPU); ``extract``: ``tools/bench_extract.py``; ``export``: ``tools/export.py`` for
-  ``tfclip_vitb16``.
+  the CPU); ``extract``: ``tools/bench_extract.py``; ``export``: ``tools/export.py`` on the
+  ``demo`` run's checkpoint and on a full-size ``tfclip_vitb16``. Timings: not checked.
 
 Examples:
-    python tools/update_readme.py                           # everything (about half an hour)
+    python tools/update_readme.py                           # everything (about an hour)
     python tools/update_readme.py --sections switches models paper-table-2
+    python tools/update_readme.py --sections demo pictures export demo-clipreid \\
+        demo-clipreid-market demo-rn50                      # the demos (about 15 minutes)
     python tools/update_readme.py --check                   # exit 1 if a code block is stale
 """
 
@@ -32,10 +39,18 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Tuple
+
+import yaml
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)
+from tfclip_torchreid.visualize import (  # noqa: E402
+    feature_distances,
+    rank_gallery,
+    read_feature_set,
+)
+
 README = osp.join(REPO, "README.md")
 PY = sys.executable
 
@@ -78,49 +93,111 @@ def paper_table_2() -> str:
 
 
 # ---------------------------------------------------------------------------------- from runs
-def _run(cmd: List[str], cwd: str) -> float:
+def _run(cmd: List[str], cwd: str, env: Dict[str, str] | None = None) -> float:
     print("$ " + " ".join(cmd), flush=True)
     t0 = time.time()
     subprocess.run(cmd, cwd=cwd, check=True, stdout=subprocess.DEVNULL,
-                   env=dict(os.environ, HF_HUB_OFFLINE="1"))
+                   env=dict(os.environ, HF_HUB_OFFLINE="1", **(env or {})))
     return time.time() - t0
 
 
 RUNS = osp.join(REPO, "log", "readme")  # run folders of the demos (git-ignored)
 
+#: README block -> (demo config, options added to README's command). ``demo`` saves its test
+#: features for the ``pictures`` and ``export`` blocks (which changes no metric).
+DEMOS: Dict[str, Tuple[str, Tuple[str, ...]]] = {
+    "demo": ("demo.yaml", ("test.save_features", "True")),
+    "demo-clipreid": ("demo_clipreid.yaml", ()),
+    "demo-clipreid-market": ("demo_clipreid_market.yaml", ()),
+    "demo-rn50": ("demo_rn50.yaml", ()),
+}
+#: the wall time in a demo block: the one figure a fresh run does not reproduce
+WALL_TIME = re.compile(r"took \d+ s here")
 
-def _demo(config: str, *opts: str) -> Callable[[], str]:
+
+def run_demo(name: str, folder: str) -> Tuple[float, dict, str]:
+    """Run demo ``name`` as README's command runs it on a fresh machine: in the empty ``folder``
+    (the config's relative data root and save dir land there) with empty caches
+    (``TFCLIP_CACHE=<folder>/cache``). Returns (seconds, summary.json, save dir)."""
+    config, opts = DEMOS[name]
+    if osp.isdir(folder) and os.listdir(folder):
+        raise FileExistsError(f"{folder} is not empty: a demo runs on freshly generated data")
+    os.makedirs(folder, exist_ok=True)
+    cfg = osp.join(REPO, "configs", config)
+    seconds = _run([PY, osp.join(REPO, "tools", "train.py"), "--config-file", cfg, *opts],
+                   cwd=folder, env={"TFCLIP_CACHE": osp.join(folder, "cache")})
+    with open(cfg) as f:
+        save = osp.join(folder, yaml.safe_load(f)["data"]["save_dir"])
+    with open(osp.join(save, "summary.json")) as f:
+        return seconds, json.load(f), save
+
+
+def demo_block(name: str, seconds: float, summary: dict) -> str:
+    """README's block of demo ``name``: its command, wall time, test set and metrics table."""
+    (dataset, after), = summary["after"].items()
+    before = summary["before"][dataset]
+    keys = ["mAP", "R1", "R5", "R10", "R20"]
+    return "\n".join([
+        f"`python tools/train.py --config-file configs/{DEMOS[name][0]}` took {seconds:.0f} s "
+        f"here (data generation included); {dataset} test: {after['num_query']} queries, "
+        f"{after['num_gallery']} gallery items.",
+        "", "| | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|",
+        "| before training | " + " | ".join(f"{100 * before[k]:.1f}" for k in keys) + " |",
+        "| after training | " + " | ".join(f"{100 * after[k]:.1f}" for k in keys) + " |",
+    ])
+
+
+def without_wall_time(text: str) -> str:
+    """A demo block without its wall time: what a fresh run must reproduce exactly."""
+    return WALL_TIME.sub("took ... s here", text)
+
+
+def _demo(name: str) -> Callable[[], str]:
     def run() -> str:
-        folder = osp.join(RUNS, osp.splitext(config)[0])
+        folder = osp.join(RUNS, osp.splitext(DEMOS[name][0])[0])
         if osp.isdir(folder):
             shutil.rmtree(folder)
-        os.makedirs(folder)
-        save = osp.join(folder, "log")
-        seconds = _run([PY, osp.join(REPO, "tools", "train.py"), "--config-file",
-                        osp.join(REPO, "configs", config), "--root", osp.join(folder, "data"),
-                        "--save-dir", save, "train.memory_cache_dir", "none", *opts], cwd=folder)
-        with open(osp.join(save, "summary.json")) as f:
-            summary = json.load(f)
-        (name, after), = summary["after"].items()
-        before = summary["before"][name]
-        keys = ["mAP", "R1", "R5", "R10", "R20"]
-        return "\n".join([
-            f"`python tools/train.py --config-file configs/{config}` took {seconds:.0f} s here "
-            f"(data generation included); {name} test: {after['num_query']} queries, "
-            f"{after['num_gallery']} gallery items.",
-            "", "| | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|",
-            "| before training | " + " | ".join(f"{100 * before[k]:.1f}" for k in keys) + " |",
-            "| after training | " + " | ".join(f"{100 * after[k]:.1f}" for k in keys) + " |",
-        ])
+        seconds, summary, _ = run_demo(name, folder)
+        return demo_block(name, seconds, summary)
     return run
 
 
+def _demo_save_dir() -> str:
+    save = osp.join(RUNS, "demo", "log", "demo")
+    if not osp.isdir(save):
+        raise FileNotFoundError(f"{save} does not exist: run the demo section first "
+                                "(python tools/update_readme.py --sections demo pictures export)")
+    return save
+
+
+PICTURES = ("![a query tracklet and its top-5 gallery tracklets](docs/images/demo_ranked.png)\n"
+            "![t-SNE of the demo's test features](docs/images/demo_tsne.png)")
+
+
+def ranked_caption(features: str, query: int, topk: int = 5) -> str:
+    """What the ranked picture of query ``query`` shows, in words, from the demo's saved test
+    features (``<save_dir>/features``): the query's identity and the identities of its ``topk``
+    gallery tracklets as the evaluation ranks them."""
+    qf, qi = read_feature_set(osp.join(features, "mars_query.npy"),
+                              osp.join(features, "mars_query.json"))
+    gf, gi = read_feature_set(osp.join(features, "mars_gallery.npy"),
+                              osp.join(features, "mars_gallery.json"))
+    _, q_pid, q_cam = qi[query]
+    ranked = rank_gallery(feature_distances(qf, gf)[query], q_pid, q_cam,
+                          [g[1] for g in gi], [g[2] for g in gi], topk)
+    notes = {q_pid: " (match)", 0: " (distractor)"}  # MARS: identity 0 = distractors
+    shown = ", ".join(f"{gi[k][1]}{notes.get(gi[k][1], '')}" for k in ranked)
+    return (f"The ranked picture: query {query + 1} of {len(qi)} (identity {q_pid}); its top "
+            f"{len(ranked)} gallery tracklets are identities {shown}.")
+
+
 def pictures() -> str:
-    """Pictures of the ``demo`` run's test features (run the ``demo`` section first)."""
+    """Pictures of the ``demo`` run's test features (run the ``demo`` section first), and what
+    the ranked one shows in words (checked against a fresh run by tests/test_readme_demos.py)."""
     sys.path.insert(0, osp.join(REPO, "tools"))
     import visualize
 
-    feats = osp.join(RUNS, "demo", "log", "features")
+    feats = osp.join(_demo_save_dir(), "features")
     out = osp.join(RUNS, "demo", "pictures")
     visualize.main(["--query-features", osp.join(feats, "mars_query.npy"),
                     "--query-index", osp.join(feats, "mars_query.json"),
@@ -130,11 +207,10 @@ def pictures() -> str:
                     "--tsne-ignore-pids", "-1", "0"])
     images = osp.join(REPO, "docs", "images")
     os.makedirs(images, exist_ok=True)
-    ranked = sorted(os.listdir(osp.join(out, "ranked")))[0]
+    ranked = sorted(os.listdir(osp.join(out, "ranked")))[0]  # <query index, 5 digits>_<frame>.png
     shutil.copy(osp.join(out, "ranked", ranked), osp.join(images, "demo_ranked.png"))
     shutil.copy(osp.join(out, "tsne.png"), osp.join(images, "demo_tsne.png"))
-    return ("![a query tracklet and its top-5 gallery tracklets](docs/images/demo_ranked.png)\n"
-            "![t-SNE of the demo's test features](docs/images/demo_tsne.png)")
+    return PICTURES + "\n\n" + ranked_caption(feats, int(ranked.split("_")[0]))
 
 
 def rank() -> str:
@@ -182,34 +258,60 @@ def extract() -> str:
     return "\n".join(lines)
 
 
+#: (what is exported, the arguments of tools/export.py that export it; "{demo}": the demo's save dir)
+EXPORTS = (
+    ("the demo's checkpoint (`tfclip_tiny`)",
+     ("--weights", "{demo}/checkpoints/latest.pth", "--format", "onnx", "torchscript")),
+    ("`tfclip_vitb16`, random weights, 6 SIE cameras",
+     ("--arch", "tfclip_vitb16", "--format", "onnx", "torchscript")),
+)
+
+
 def export() -> str:
+    """``tools/export.py`` on the demo's checkpoint (run the ``demo`` section first) and on the
+    full-size ``tfclip_vitb16``: the steps the tool takes (its defaults: 8 frames, the
+    torch.export-based ONNX exporter, verification on 3 random clips), timed here."""
     import torch
 
-    from tfclip_torchreid.export import export_model, load_inference_model, verify_export
+    from tfclip_torchreid.export import (
+        default_export_path,
+        export_model,
+        exported_files,
+        load_inference_model,
+        verify_export,
+    )
 
-    model = load_inference_model("tfclip_vitb16")
-    lines = ["| format | file | export | max difference to PyTorch |", "|---|---|---|---|"]
-    with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
-        for fmt, ext in (("onnx", "onnx"), ("torchscript", "pt")):
-            t0 = time.time()
-            path = export_model(model, osp.join(tmp, f"tfclip_vitb16.{ext}"), fmt, frames=8)
-            seconds = time.time() - t0
-            diff = verify_export(model, path, fmt, frames=8)
-            size = sum(osp.getsize(osp.join(tmp, f)) for f in os.listdir(tmp)
-                       if f.startswith(f"tfclip_vitb16.{ext}"))
-            lines.append(f"| {fmt} | {size / 2**20:.0f} MiB | {seconds:.0f} s | {diff:.1e} |")
-    return "\n".join(lines)
+    demo = osp.relpath(_demo_save_dir(), osp.join(RUNS, "demo"))
+    lines = ["| model | format | file | export | max difference to PyTorch |",
+             "|---|---|---|---|---|"]
+    commands = []
+    for what, args in EXPORTS:
+        args = [a.format(demo=demo) for a in args]
+        commands.append(f"`python tools/export.py {' '.join(args)}`")
+        weights = args[args.index("--weights") + 1] if "--weights" in args else None
+        arch = args[args.index("--arch") + 1] if "--arch" in args else None
+        torch.manual_seed(0)  # as the tool does
+        model = load_inference_model(arch, weights and osp.join(RUNS, "demo", weights))
+        with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
+            for fmt in args[args.index("--format") + 1:]:
+                path = osp.join(tmp, default_export_path(model.cfg.arch, fmt))
+                t0 = time.time()
+                export_model(model, path, fmt, frames=8)
+                seconds = time.time() - t0
+                diff = verify_export(model, path, fmt, frames=8, batch=3)
+                size = sum(osp.getsize(f) for f in exported_files(path)) / 2**20
+                lines.append(f"| {what} | {fmt} | {size:.1f} MiB | {seconds:.0f} s | "
+                             f"{diff:.1e} |")
+    return "\n".join([" and ".join(commands) + " (8 frames per clip), on the machine of the "
+                      "demo timings:", ""] + lines)
 
 
 SECTIONS: Dict[str, Callable[[], str]] = {
     "switches": switches,
     "models": models,
     "paper-table-2": paper_table_2,
-    "demo": _demo("demo.yaml", "test.save_features", "True"),
+    **{name: _demo(name) for name in DEMOS},
     "pictures": pictures,
-    "demo-clipreid": _demo("demo_clipreid.yaml"),
-    "demo-clipreid-market": _demo("demo_clipreid_market.yaml"),
-    "demo-rn50": _demo("demo_rn50.yaml"),
     "rank": rank,
     "train-step": train_step,
     "extract": extract,
@@ -243,11 +345,18 @@ def main(argv: List[str] | None = None) -> int:
         stale = [n for n in CODE_SECTIONS if block(text, n) != SECTIONS[n]()]
         print("stale: " + ", ".join(stale) if stale else "README blocks are up to date")
         return 1 if stale else 0
-    for name in args.sections:
+    missing = [n for n in args.sections if block(text, n) is None]
+    if missing:  # before a long run, not after it
+        raise SystemExit(f"README.md has no block {missing} (<!-- BEGIN:name --> ... END)")
+    for name in [n for n in SECTIONS if n in args.sections]:  # a demo before its pictures
         print(f"== {name}", flush=True)
-        text = replace_block(text, name, SECTIONS[name]())
-        with open(README, "w") as f:  # after every block: a long run keeps what it finished
+        content = SECTIONS[name]()
+        with open(README) as f:  # as it is now: edits made while a section ran are kept
+            text = f.read()
+        text = replace_block(text, name, content)
+        with open(README + ".tmp", "w") as f:  # after every block: a long run keeps its work
             f.write(text)
+        os.replace(README + ".tmp", README)
     return 0
 
 

@@ -27,7 +27,7 @@ datasets into torchreid's own per-image datasets, transforms and samplers, all o
 pipeline replaces, and a subclass that skipped its parent's constructor would only pretend;
 :func:`build_datamanager` picks one from a config. Gallery = query + gallery for MARS and LS-VID
 by default (the official MARS protocol, 11,310 gallery tracklets; see
-``docs/datasets.md#gallery``).
+``docs/datasets.md#why-the-gallery-includes-the-queries``).
 
 Example:
     >>> dm = TFCLIPVideoDataManager(root="reid-data", sources="mars")  # doctest: +SKIP
