@@ -7,10 +7,13 @@ features to the float32 ones; with --pipeline also the whole pipeline (decode, c
 on a small synthetic video set per backend. The machine's load average is printed with it.
 
 ``f1``: on a synthetic camera set (made with tools/make_synthetic_videos.py's generator unless
---videos-dir is given), the pairwise F1 of --weights and of an untrained --baseline-arch, in one run;
-for each, with the ground truth in hindsight, the best F1 any threshold would give and the median
-distances of one person in two cameras and of two people of one camera, with and without the
-cameras' bias removed.
+--videos-dir is given), the whole pipeline with --weights and with an untrained --baseline-arch on
+the same videos, in one run, per backend (--backends; all three by default): the pairwise F1 of
+each, the video frames/s of the streaming step (decode, crop, embed; model loading and ONNX
+export left out) and the embedding's crops/s, and for ONNX Runtime and int8 the cosine similarity
+of each track's feature to PyTorch's float32 one. With PyTorch, also, with the ground truth in
+hindsight, the best F1 any threshold would give and the median distances of one person in two
+cameras and of two people of one camera, with and without the cameras' bias removed.
 
 The last line printed is a JSON object with every number.
 
@@ -30,7 +33,7 @@ import os.path as osp
 import statistics
 import sys
 import time
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 import numpy as np
 import torch
@@ -84,7 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--seconds", type=float, default=20.0)
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--seq-len", type=int, default=8)
-    f.add_argument("--backend", choices=BACKENDS, default="pytorch")
+    f.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS),
+                   help="the backends to run both models with (PyTorch first: the reference)")
+    f.add_argument("--cache-dir", default=None, help="ONNX export cache (default: OUT/onnx)")
     return p
 
 
@@ -195,38 +200,78 @@ def _hindsight(result: Any, truth: Dict[Any, str], remove_bias: bool) -> Dict[st
             "best_f1_in_hindsight": best[0], "best_threshold_in_hindsight": best[1]}
 
 
+def _streaming(result: Any) -> Dict[str, float]:
+    """Speed of the streaming step (decode, crop, embed) of a run: model loading, the ONNX export
+    and linking left out."""
+    per = result.summary["videos"].values()
+    frames = sum(v["frames_read"] for v in per)
+    seconds = sum(v["seconds"] for v in per)
+    return {"video_frames_per_s": frames / max(seconds, 1e-9), "streaming_s": seconds,
+            "crops_per_s": result.summary["embedding"]["crops_per_s"]}
+
+
+def _f1_run(args: argparse.Namespace, videos: Dict[str, Any], name: str, backend: str,
+            truth: Dict[Any, str]) -> Tuple[Any, Dict[str, Any]]:
+    kw = {"weights": args.weights} if name == "trained" else {"arch": args.baseline_arch}
+    result = run_video_reid(videos["videos"], videos["tracks"],
+                            osp.join(args.out, backend, name), gt=videos["gt"],
+                            seq_len=args.seq_len, backend=backend, progress=False,
+                            cache_dir=args.cache_dir or osp.join(args.out, "onnx"), **kw)
+    row = {"model": args.weights if name == "trained" else
+           f"{args.baseline_arch} (random weights)", **result.metrics, **_streaming(result),
+           "threshold": result.threshold.value, "threshold_rule": result.threshold.rule,
+           "identities": len(set(result.global_ids)), "tracks": len(result.tracks)}
+    if backend == "pytorch":
+        row.update(camera_bias_removed=_hindsight(result, truth, True),
+                   camera_bias_kept=_hindsight(result, truth, False))
+    return result, row
+
+
+def _print_f1(backend: str, name: str, r: Dict[str, Any]) -> None:
+    cosine = (f"; cosine to PyTorch float32 min {r['cosine_to_pytorch_min']:.4f} mean "
+              f"{r['cosine_to_pytorch_mean']:.4f}" if "cosine_to_pytorch_min" in r else "")
+    print(f"{backend:16s} {name:9s} pairwise F1 {r['pairwise_f1']:.3f} (precision "
+          f"{r['pairwise_precision']:.3f}, recall {r['pairwise_recall']:.3f}; "
+          f"{r['identities']} identities from {r['tracks']} tracks); "
+          f"{r['video_frames_per_s']:.1f} video frames/s, {r['crops_per_s']:.1f} crops/s"
+          f"{cosine}", flush=True)
+    for how in ("camera_bias_removed", "camera_bias_kept"):
+        if how in r:
+            h = r[how]
+            print(f"  {how.replace('_', ' ')}: best F1 in hindsight {h['best_f1_in_hindsight']:.3f}"
+                  f" (threshold {h['best_threshold_in_hindsight']:.3f}); median distance of one "
+                  f"person in two cameras {h['median_same_person_two_cameras']:.3f}, of two "
+                  f"people overlapping in one camera {h['median_two_people_one_camera']:.3f}")
+
+
 def _f1(args: argparse.Namespace) -> Dict[str, Any]:
     if args.videos_dir:
         videos = _existing(args.videos_dir)
     else:
         videos = _videos(osp.join(args.out, "videos"), cameras=args.cameras, people=args.people,
                          seconds=args.seconds, seed=args.seed)
-    runs = {}
-    for name, kw in (("trained", {"weights": args.weights}),
-                     ("untrained", {"arch": args.baseline_arch})):
-        result = run_video_reid(videos["videos"], videos["tracks"], osp.join(args.out, name),
-                                gt=videos["gt"], seq_len=args.seq_len, backend=args.backend,
-                                progress=False, **kw)
-        truth = read_ground_truth(videos["gt"])
-        runs[name] = {"model": args.weights if name == "trained" else
-                      f"{args.baseline_arch} (random weights)", **result.metrics,
-                      "threshold": result.threshold.value, "threshold_rule": result.threshold.rule,
-                      "identities": len(set(result.global_ids)), "tracks": len(result.tracks),
-                      "camera_bias_removed": _hindsight(result, truth, True),
-                      "camera_bias_kept": _hindsight(result, truth, False)}
-    gain = runs["trained"]["pairwise_f1"] - runs["untrained"]["pairwise_f1"]
-    for name, r in runs.items():
-        print(f"{name:9s} {r['model']}: pairwise F1 {r['pairwise_f1']:.3f} (precision "
-              f"{r['pairwise_precision']:.3f}, recall {r['pairwise_recall']:.3f}; "
-              f"{r['identities']} identities from {r['tracks']} tracks)")
-        for how in ("camera_bias_removed", "camera_bias_kept"):
-            h = r[how]
-            print(f"  {how.replace('_', ' ')}: best F1 in hindsight {h['best_f1_in_hindsight']:.3f}"
-                  f" (threshold {h['best_threshold_in_hindsight']:.3f}); median distance of one "
-                  f"person in two cameras {h['median_same_person_two_cameras']:.3f}, of two "
-                  f"people overlapping in one camera {h['median_two_people_one_camera']:.3f}")
-    print(f"F1 gain of the trained model: {gain:+.3f}")
-    return {"videos": videos["videos"], "runs": runs, "f1_gain": gain}
+    truth = read_ground_truth(videos["gt"])
+    backends = [b for b in BACKENDS if b in args.backends]  # PyTorch first: the reference
+    runs: Dict[str, Dict[str, Any]] = {b: {} for b in backends}
+    reference: Dict[str, torch.Tensor] = {}
+    for backend in backends:
+        for name in ("trained", "untrained"):
+            result, row = _f1_run(args, videos, name, backend, truth)
+            feats = torch.from_numpy(np.stack([t.feature for t in result.tracks])).float()
+            if backend == "pytorch":
+                reference[name] = feats
+            elif name in reference:
+                cosine = F.cosine_similarity(feats, reference[name], dim=1)
+                row.update(cosine_to_pytorch_min=float(cosine.min()),
+                           cosine_to_pytorch_mean=float(cosine.mean()),
+                           max_abs_diff_to_pytorch=float((feats - reference[name]).abs().max()))
+            runs[backend][name] = row
+            _print_f1(backend, name, row)
+    gains = {b: r["trained"]["pairwise_f1"] - r["untrained"]["pairwise_f1"]
+             for b, r in runs.items()}
+    for backend, gain in gains.items():
+        print(f"F1 gain of the trained model ({backend}): {gain:+.3f}")
+    return {"videos": videos["videos"], "runs": runs, "f1_gain": gains}
 
 
 def main(argv: List[str] | None = None) -> int:
