@@ -487,3 +487,38 @@ def test_video_cut_short_keeps_the_frames_before(videos, tmp_path, caplog):
     assert cam1["boxes_skipped"][BEYOND_END] == sum(
         b.frame > read for bs in read_tracks(tracks[0]).values() for b in bs) > 0
     assert f"{vids[0]} ended after {read} frames, though its container says 25" in caplog.text
+
+
+def test_bench_f1_runs_both_models_per_backend_in_one_run(videos, tmp_path, capsys):
+    """tools/bench_video.py f1 (the acceptance's command) on the tiny set: a checkpoint and an
+    untrained model, each per backend, with F1, frames/s and the cosine to PyTorch float32."""
+    pytest.importorskip("onnxruntime")
+    from tfclip_torchreid.models import build_tfclip
+    from tfclip_torchreid.utils.checkpoint import checkpoint_header, save_checkpoint
+
+    torch.manual_seed(5)
+    model = build_tfclip("tfclip_tiny", num_classes=4, camera_num=0, layers=1)
+    weights = save_checkpoint({**checkpoint_header(model), "state_dict": model.state_dict()},
+                              str(tmp_path / "tiny.pth"))
+    bench = runpy.run_path(osp.join(REPO, "tools", "bench_video.py"))
+    out = str(tmp_path / "f1")
+    assert bench["main"](["f1", "--weights", weights, "--videos-dir", osp.dirname(videos.videos[0]),
+                          "--out", out, "--seq-len", "4", "--backends", "onnxruntime-int8",
+                          "pytorch"]) == 0
+    printed = capsys.readouterr().out
+    result = json.loads(printed.strip().splitlines()[-1])
+    runs = result["runs"]
+    assert list(runs) == ["pytorch", "onnxruntime-int8"]  # the reference first
+    for backend, models in runs.items():
+        assert set(models) == {"trained", "untrained"}
+        for name, r in models.items():
+            saved = json.load(open(osp.join(out, backend, name, "metrics.json")))
+            assert r["pairwise_f1"] == saved["pairwise_f1"]
+            assert r["video_frames_per_s"] > 0 and r["tracks"] == len(read_ground_truth(
+                videos.ground_truth))
+        assert result["f1_gain"][backend] == pytest.approx(
+            models["trained"]["pairwise_f1"] - models["untrained"]["pairwise_f1"])
+    int8 = runs["onnxruntime-int8"]["trained"]
+    assert 0.5 < int8["cosine_to_pytorch_min"] <= int8["cosine_to_pytorch_mean"] <= 1 + 1e-6
+    assert "cosine_to_pytorch_min" not in runs["pytorch"]["trained"]
+    assert "F1 gain of the trained model (pytorch)" in printed
