@@ -75,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                    help="device of the pytorch backend")
     p.add_argument("--cache-dir", default=None,
-                   help="where ONNX exports are cached (default ~/.cache/tfclip_torchreid/onnx)")
+                   help="where ONNX exports are cached (default $TFCLIP_CACHE/onnx, "
+                        "~/.cache/tfclip_torchreid/onnx)")
     p.add_argument("--screenshot", default=None, help="also draw report.html into this PNG")
     p.add_argument("--window-size", type=_size, default=(1280, 900),
                    help="browser window of --screenshot, WIDTHxHEIGHT")

@@ -60,9 +60,10 @@ ONNX_TOLERANCE = 1e-4
 
 
 def default_cache_dir() -> str:
-    """``$XDG_CACHE_HOME/tfclip_torchreid/onnx`` (``~/.cache/...`` by default)."""
-    base = os.environ.get("XDG_CACHE_HOME") or osp.join(osp.expanduser("~"), ".cache")
-    return osp.join(base, "tfclip_torchreid", "onnx")
+    """``$TFCLIP_CACHE/onnx``, or ``~/.cache/tfclip_torchreid/onnx`` (the package's caches share
+    one root: docs/environment.md)."""
+    root = os.environ.get("TFCLIP_CACHE", osp.join(osp.expanduser("~"), ".cache", "tfclip_torchreid"))
+    return osp.join(root, "onnx")
 
 
 def _cache_key(model: nn.Module, seq_len: int) -> str:
