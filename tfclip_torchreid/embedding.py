@@ -92,6 +92,9 @@ from .visualize import rank_gallery
 
 logger = logging.getLogger(__name__)
 
+#: the features of a batch of clips: ``forward(clips (n, T, 3, H, W), cam_ids (n,) or None)``
+Forward = Callable[[torch.Tensor, Any], torch.Tensor]
+
 __all__ = ["IMAGE_EXTENSIONS", "Tracklet", "parse_ids", "discover_tracklets", "embed_tracklets",
            "resolve_norm", "check_tracklet_frames", "weights_digest", "EmbeddingError",
            "EmbeddingInterrupted", "SKIP_FLAG",
@@ -297,7 +300,9 @@ def _check_cameras(tracklets: Sequence[Tracklet], camera_num: int) -> None:
     for t in tracklets:
         if not 0 <= t.camid < camera_num:
             raise ValueError(
-                f"tracklet {t.name}: camera id {t.camid} (from {osp.basename(t.paths[0])}) is "
+                f"tracklet {t.name}: camera id {t.camid}"
+                + (f" (from {osp.basename(t.paths[0])})" if isinstance(t.paths[0], str) else "")
+                + " is "
                 f"outside the model's SIE cameras 0..{camera_num - 1}; embed without parsed ids "
                 "(parse_names=False / --no-parse-ids: camera 0 for every tracklet) or use a "
                 "model trained with these cameras")
@@ -365,12 +370,13 @@ def embed_tracklets(model: nn.Module, tracklets: Sequence[Tracklet], seq_len: in
                     device: str | torch.device | None = None, workers: int = 0,
                     max_clips: int = 64,
                     progress: bool | Callable[[Iterable[dict], str], Iterator[dict]] = True,
-                    desc: str = "embedding") -> np.ndarray:
+                    desc: str = "embedding", forward: Forward | None = None) -> np.ndarray:
     """Dense-protocol test features ``(N, feature_dim)`` float32 of ``tracklets``, in order.
 
     Args:
         model: a TF-CLIP model (set to eval mode); its ``cfg.image_size`` sets the frame size.
-        tracklets: from :func:`discover_tracklets`.
+        tracklets: from :func:`discover_tracklets`; or tracklets whose ``paths`` are RGB PIL
+            images in temporal order (crops of a video, :mod:`tfclip_torchreid.video`).
         seq_len: frames per clip (8 in TF-CLIP; 1 for image models).
         batch_size: tracklets per loader batch (each brings all of its clips).
         norm: the frames' normalisation: the weights' ``(mean, std)``
@@ -382,6 +388,9 @@ def embed_tracklets(model: nn.Module, tracklets: Sequence[Tracklet], seq_len: in
         progress: show a progress bar (tqdm, on stderr); or ``progress(loader, desc)``, a
             wrapper of the loader's batches.
         desc: label of the progress bar and of errors.
+        forward: ``forward(clips, cam_ids or None) -> (n, D)``, run instead of the model's test
+            forward (e.g. the model exported to ONNX, in ONNX Runtime); the model still gives
+            the frame size, the cameras and the normalisation.
 
     Inside an initialised ``torch.distributed`` process group (``torchrun``), every process
     calls this with the same arguments: each embeds its share of whole batches
@@ -403,15 +412,17 @@ def embed_tracklets(model: nn.Module, tracklets: Sequence[Tracklet], seq_len: in
     loader = build_test_loader([(t.paths, t.pid, t.camid) for t in tracklets], seq_len, "dense",
                                transform, batch_size, workers, pin_memory=device.type == "cuda")
 
-    def forward(clips: torch.Tensor, cams: torch.Tensor) -> torch.Tensor:
-        return model(clips, cams if cameras else None)
+    run = forward if forward is not None else model
+
+    def features(clips: torch.Tensor, cams: torch.Tensor) -> torch.Tensor:
+        return run(clips, cams if cameras else None)
 
     bar = _ProgressBar(len(tracklets), desc) if progress is True else None
     try:
         evaluator = DenseEvaluator(device=device, max_clips=max_clips,
                                    progress=bar or (progress if callable(progress) else None),
                                    shard=_this_rank if is_dist() else None)
-        out = evaluator.extract(loader, forward, desc)
+        out = evaluator.extract(loader, features, desc)
     finally:
         if bar is not None:
             bar.close()

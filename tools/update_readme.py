@@ -18,14 +18,17 @@ and is rewritten here from code or from a run, never by hand, so it cannot go st
 * ``rank``: ``tools/bench_rank.py``; ``train-step``: ``tools/bench_train_step.py`` (ViT-B/16 on
   the CPU); ``extract``: ``tools/bench_extract.py``; ``export``: ``tools/export.py`` on the
   ``demo`` run's checkpoint and on a full-size ``tfclip_vitb16``; ``search``:
-  ``tools/bench_search.py`` at 1M tracklets (compressed index) and exact at a small size. Timings:
-  not checked.
+  ``tools/bench_search.py`` at 1M tracklets (compressed index) and exact at a small size;
+  ``video``: ``tools/bench_video.py f1`` on the ``demo`` run's checkpoint (both pairwise F1s,
+  frames/s and cosine to float32 per backend, in one run) and ``tools/bench_video.py speed`` on
+  ViT-B/16. Timings: not checked.
 
 Examples:
     python tools/update_readme.py                           # everything (about an hour)
     python tools/update_readme.py --sections switches models paper-table-2
     python tools/update_readme.py --sections demo pictures export demo-clipreid \\
         demo-clipreid-market demo-rn50                      # the demos (about 15 minutes)
+    python tools/update_readme.py --sections video          # after demo (about 5 minutes)
     python tools/update_readme.py --check                   # exit 1 if a code block is stale
 """
 
@@ -350,6 +353,72 @@ def search() -> str:
     return search_table(rows)
 
 
+def _bench_video(args: List[str], cwd: str) -> dict:
+    """Run tools/bench_video.py; its last line printed is its JSON."""
+    cmd = [PY, osp.join(REPO, "tools", "bench_video.py"), *args]
+    print("$ " + " ".join(cmd), flush=True)
+    out = subprocess.run(cmd, cwd=cwd, check=True, capture_output=True, text=True,
+                         env=dict(os.environ, HF_HUB_OFFLINE="1")).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+#: the arguments of README's video commands, run in the demo's folder (its checkpoint as README names it)
+VIDEO_F1 = ("f1", "--weights", "log/demo/checkpoints/latest.pth", "--out", "log/video_f1")
+VIDEO_SPEED = ("speed", "--arch", "tfclip_vitb16", "--clips", "4", "--frames", "8")
+
+
+def _load(r: dict) -> str:
+    return (f"load average {r['load_average_before'][0]:.1f} before, "
+            f"{r['load_average_after'][0]:.1f} after, {r['cpus']} CPUs, {r['threads']} threads")
+
+
+def video() -> str:
+    """``tools/bench_video.py f1`` on the demo's checkpoint (run the ``demo`` section first) on the
+    default synthetic 3-camera set, every backend; then ``speed`` on ``tfclip_vitb16``."""
+    demo = osp.join(RUNS, "demo")
+    _demo_save_dir()  # the demo's checkpoint must be there
+    with tempfile.TemporaryDirectory() as tmp:
+        f1 = _bench_video([*VIDEO_F1[:-1], osp.join(tmp, "video_f1")], cwd=demo)
+        speed = _bench_video([*VIDEO_SPEED, "--out", osp.join(tmp, "speed"), "--cache-dir",
+                              osp.join(tmp, "onnx")], cwd=demo)
+    runs = f1["runs"]
+    first = runs["pytorch"]["trained"]
+    lines = [f"`python tools/bench_video.py {' '.join(VIDEO_F1)}` (the demo's checkpoint and an "
+             f"untrained `tfclip_tiny` on the same {len(f1['videos'])}-camera synthetic set: "
+             f"{first['tracks']} tracks, {first['true_pairs']} true cross-camera pairs; one run, "
+             f"{_load(f1)}):", "",
+             "| backend | pairwise F1, demo model | pairwise F1, untrained | gain | "
+             "video frames/s (demo model) | crops embedded/s | cosine to PyTorch float32 (min) |",
+             "|---|---|---|---|---|---|---|"]
+    for backend, r in runs.items():
+        t, u = r["trained"], r["untrained"]
+        cosine = f"{t['cosine_to_pytorch_min']:.4f}" if "cosine_to_pytorch_min" in t else "-"
+        lines.append(f"| {backend} | **{t['pairwise_f1']:.3f}** (P {t['pairwise_precision']:.2f}, "
+                     f"R {t['pairwise_recall']:.2f}) | **{u['pairwise_f1']:.3f}** "
+                     f"(P {u['pairwise_precision']:.2f}, R {u['pairwise_recall']:.2f}) | "
+                     f"{t['pairwise_f1'] - u['pairwise_f1']:+.3f} | {t['video_frames_per_s']:.0f} | "
+                     f"{t['crops_per_s']:.0f} | {cosine} |")
+    lines += ["", "With the ground truth in hindsight (PyTorch): median cosine distance of one "
+              "person in two cameras / of two people overlapping in one camera, and the best "
+              "pairwise F1 of any threshold:", "",
+              "| model | camera bias | one person, two cameras | two people, one camera | "
+              "best F1 (threshold) |", "|---|---|---|---|---|"]
+    for name, what in (("trained", "demo model"), ("untrained", "untrained `tfclip_tiny`")):
+        for how, label in (("camera_bias_kept", "kept"), ("camera_bias_removed", "removed")):
+            h = runs["pytorch"][name][how]
+            lines.append(f"| {what} | {label} | {h['median_same_person_two_cameras']:.2f} | "
+                         f"{h['median_two_people_one_camera']:.2f} | "
+                         f"{h['best_f1_in_hindsight']:.3f} ({h['best_threshold_in_hindsight']:.2f}) |")
+    lines += ["", f"`python tools/bench_video.py {' '.join(VIDEO_SPEED)}` (the test forward of "
+              f"ViT-B/16, random weights, 4 clips x 8 frames at 256x128; {_load(speed)}):", "",
+              "| backend | frames/s | max difference to PyTorch | cosine to PyTorch float32 (min) |",
+              "|---|---|---|---|"]
+    for backend, r in speed["forward"].items():
+        lines.append(f"| {backend} | {r['frames_per_s']:.1f} | {r['max_abs_diff_to_pytorch']:.1e} | "
+                     f"{r['cosine_to_pytorch_min']:.4f} |")
+    return "\n".join(lines)
+
+
 SECTIONS: Dict[str, Callable[[], str]] = {
     "switches": switches,
     "models": models,
@@ -361,6 +430,7 @@ SECTIONS: Dict[str, Callable[[], str]] = {
     "extract": extract,
     "export": export,
     "search": search,
+    "video": video,
 }
 CODE_SECTIONS = ("switches", "models", "paper-table-2")
 

@@ -69,11 +69,18 @@ def _sorted_frames(img_paths: Sequence[str]) -> tuple:
     return tuple(sorted(img_paths, key=lambda p: (os.path.basename(p), p)))
 
 
+def _in_memory(frames: Sequence[Any]) -> bool:
+    """Whether a tracklet's frames are images already in memory (e.g. crops of a video)."""
+    return isinstance(frames[0], Image.Image)
+
+
 class ClipDataset(Dataset):
     """Tracklets -> clips of ``seq_len`` frames, sampled by ``sample_method``.
 
     Args:
-        tracklets: list of ``(img_paths, pid, camid)`` or ``(img_paths, pid, camid, dsetid)``.
+        tracklets: list of ``(img_paths, pid, camid)`` or ``(img_paths, pid, camid, dsetid)``;
+            the frames may also be RGB PIL images already in memory (crops of a video,
+            :mod:`tfclip_torchreid.video`), taken in the order given.
         seq_len: frames per clip (8 in TF-CLIP).
         sample_method: ``"rrs"`` (training), ``"rrs_test"``, ``"dense"`` (test / memory),
             ``"evenly"``, ``"random"`` or ``"all"``; see :mod:`tfclip_torchreid.data.sampling`.
@@ -125,9 +132,9 @@ class ClipDataset(Dataset):
             if isinstance(paths, (str, bytes)) or len(paths) == 0:
                 raise ValueError(
                     f"tracklet {i} (pid {pid}) has no frame list (got {paths!r:.200}); "
-                    "img_paths must be a non-empty sequence of file paths"
+                    "img_paths must be a non-empty sequence of file paths (or of PIL images)"
                 )
-            paths = _sorted_frames(paths) if sort_frames else tuple(paths)
+            paths = _sorted_frames(paths) if sort_frames and not _in_memory(paths) else tuple(paths)
             items.append((paths, int(pid), int(camid), int(dsetid)))
 
         self.pid2label: Dict[int, int] | None = None
@@ -164,7 +171,10 @@ class ClipDataset(Dataset):
         paths, pid, camid, dsetid = self.tracklets[index]
         idx = self.indices(index)
         flat = idx.reshape(-1).tolist()
-        loaded = {i: read_frame(paths[i], index, pid) for i in sorted(set(flat))}
+        if _in_memory(paths):
+            loaded = {i: paths[i] for i in set(flat)}
+        else:
+            loaded = {i: read_frame(paths[i], index, pid) for i in sorted(set(flat))}
         frames = [loaded[i] for i in flat]  # repeated indices share one PIL object
         tf = self.transform if self.transform is not None else self._default_tf
         img = tf(frames)
