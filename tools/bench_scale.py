@@ -6,8 +6,7 @@
 dataset module's ``write``) with a long-tailed tracklet-length distribution of the real mean, and
 tiny identical-size JPEG frames (16 x 8, a few colours) to bound disk and time. Then one child
 process makes a real ``tfclip_tiny`` run's parts, timed one by one, while this process samples the
-memory of the child's whole process tree (RSS summed over the tree, and PSS, which counts pages
-the forked loader workers share once):
+memory of the child's whole process tree (PSS summed over the tree):
 
 * ``parse_s``: our pre-check + torchreid's parser; ``build_s``: the data manager (parse again,
   loaders, identity sampler), model, optimiser and engine (``runner.build_engine``);
@@ -22,7 +21,10 @@ the forked loader workers share once):
   and the cached CLIP-Memory (loaded, not computed);
 * ``eval_s``: the full-size ranking (query x query+gallery, the MARS protocol) of random
   features of the model's test dimension: distance matrix, CMC and mAP;
-* ``peak_rss_gb`` / ``peak_pss_gb``: the child's process tree.
+* ``peak_rss_gb``: the peak resident memory of the child's process tree (loader and frame-check
+  workers included), as the sum of the processes' PSS, which counts the pages forked workers
+  share with their parent once; ``peak_rss_sum_gb`` sums their RSS (shared pages counted once per
+  process: an upper bound); ``max_single_process_rss_gb``: the largest single process.
 
 The last line printed is one JSON object; ``--json-out FILE`` also writes it, with the command.
 
@@ -333,8 +335,8 @@ def measure(args: argparse.Namespace) -> Dict[str, Any]:
         out = json.loads(stdout.strip().splitlines()[-1])
     import resource
 
-    out["peak_rss_gb"] = mem.peak_rss / 2**30
-    out["peak_pss_gb"] = mem.peak_pss / 2**30
+    out["peak_rss_gb"] = mem.peak_pss / 2**30  # the tree's memory: shared pages counted once
+    out["peak_rss_sum_gb"] = mem.peak_rss / 2**30  # upper bound: shared pages once per process
     out["max_single_process_rss_gb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
     return out
 
