@@ -92,3 +92,16 @@ def test_mars_tenth_frame_check_cache_and_memory(tmp_path):
     assert res["frames"] == 119_100 and res["tracklets"] == 2_048
     assert res["frame_check_cached_s"] <= 0.2 * res["frame_check_s"], res
     assert res["peak_rss_gb"] <= 4.0, res
+
+
+def test_sorted_frames_is_file_name_order():
+    """The one-folder shortcut gives the order of (file name, path) on any mix of folders."""
+    from tfclip_torchreid.data.dataset import _sorted_frames
+
+    rng = np.random.default_rng(0)
+    folders = ["a", "b", "a/x", "", "ab", "a.b", "/abs/a"]
+    names = ["1.jpg", "2.jpg", "10.jpg", "x/1.jpg", "a"]
+    for _ in range(5000):
+        paths = [osp.join(str(rng.choice(folders)), str(rng.choice(names)))
+                 for _ in range(int(rng.integers(1, 7)))]
+        assert _sorted_frames(paths) == tuple(sorted(paths, key=lambda p: (osp.basename(p), p)))
