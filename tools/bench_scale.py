@@ -55,6 +55,7 @@ import numpy as np
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
+from tfclip_torchreid import cli  # noqa: E402
 from tfclip_torchreid.data.datasets import lsvid, mars  # noqa: E402
 from tfclip_torchreid.data.datasets.writing import PlannedTracklet  # noqa: E402
 
@@ -385,4 +386,4 @@ def main(argv: List[str] | None = None) -> Dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli.run(main))
