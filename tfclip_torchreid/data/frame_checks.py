@@ -120,7 +120,7 @@ def _jpeg_size(head: bytes) -> Tuple[int, int] | None:
     ``Image.open`` on the frames of MARS (JFIF, DQT, SOF0, DHT, SOS).
 
     Example:
-        >>> _jpeg_size(b"\xff\xd8\xff\xd9") is None  # no frame header: PIL judges it
+        >>> _jpeg_size(bytes([0xFF, 0xD8, 0xFF, 0xD9])) is None  # no frame header: PIL judges it
         True
     """
     n, i, size = len(head), 2, None
