@@ -21,7 +21,9 @@ and is rewritten here from code or from a run, never by hand, so it cannot go st
   ``tools/bench_search.py`` at 1M tracklets (compressed index) and exact at a small size;
   ``video``: ``tools/bench_video.py f1`` on the ``demo`` run's checkpoint (both pairwise F1s,
   frames/s and cosine to float32 per backend, in one run) and ``tools/bench_video.py speed`` on
-  ViT-B/16. Timings: not checked.
+  ViT-B/16; ``scale``: the fraction-1 MARS run of ``tools/bench_scale.py``, read from
+  ``benchmarks/scale_mars.json`` (written by the command it records, ``--json-out``). Timings:
+  not checked.
 
 Examples:
     python tools/update_readme.py                           # everything (about an hour)
@@ -233,6 +235,43 @@ def rank() -> str:
     return "\n".join(lines)
 
 
+#: the fraction-1 MARS run of tools/bench_scale.py (about 15 minutes on 2 cores, so it is read from
+#: its results file; the command that wrote the file is recorded in it)
+SCALE_RESULTS = osp.join(REPO, "benchmarks", "scale_mars.json")
+
+
+def scale() -> str:
+    """The ``scale`` block from :data:`SCALE_RESULTS` (rerun its ``command`` to refresh it)."""
+    with open(SCALE_RESULTS) as f:
+        r = json.load(f)
+    goals = {"<= 5 min": r["start_to_first_step_s"] <= 300,
+             "<= 30 s": r["start_to_first_step_cached_s"] <= 30,
+             "<= 10 s": r["eval_s"] <= 10, "<= 4 GB": r["peak_rss_gb"] <= 4}
+    rows = [
+        ("tree", f"{r['frames']:,} frames, {r['tracklets']:,} tracklets (fraction "
+                 f"{r['fraction']:g} of {r['dataset'].upper()})", ""),
+        ("parse (pre-check + torchreid)", f"{r['parse_s']:.1f} s", ""),
+        ("data manager, model, engine", f"{r['build_s']:.1f} s", ""),
+        ("frame check, cold / cached", f"{r['frame_check_s']:.1f} s / "
+                                       f"{r['frame_check_cached_s']:.1f} s", ""),
+        ("CLIP-Memory pass", f"{r['memory_init_frames_per_s']:.0f} frames/s "
+                             f"({r['memory_init_s'] / 60:.0f} min projected)", ""),
+        ("dense test", f"{r['dense_test_frames_per_s']:.0f} frames/s", ""),
+        ("first training step", f"{r['first_step_s']:.1f} s", ""),
+        ("start to first step, cold", f"{r['start_to_first_step_s'] / 60:.1f} min", "<= 5 min"),
+        ("start to first step, cached", f"{r['start_to_first_step_cached_s']:.0f} s", "<= 30 s"),
+        ("evaluation {:,} x {:,} ({}-d)".format(*r["eval_size"]), f"{r['eval_s']:.2f} s",
+         "<= 10 s"),
+        ("peak memory of the process tree", f"{r['peak_rss_gb']:.2f} GB", "<= 4 GB"),
+    ]
+    lines = [f"`{r['command']}` ({r['cpus']} cores, load average "
+             f"{r['load_average'][0]:.1f} while measured):", "",
+             "| step | measured | goal |", "|---|---|---|"]
+    lines += [f"| {a} | {b} | {c + (' (met)' if goals[c] else ' (not met)') if c else ''} |"
+              for a, b, c in rows]
+    return "\n".join(lines)
+
+
 def train_step() -> str:
     out = subprocess.run(
         [PY, osp.join(REPO, "tools", "bench_train_step.py"), "--arch", "tfclip_vitb16",
@@ -431,6 +470,7 @@ SECTIONS: Dict[str, Callable[[], str]] = {
     "export": export,
     "search": search,
     "video": video,
+    "scale": scale,
 }
 CODE_SECTIONS = ("switches", "models", "paper-table-2")
 

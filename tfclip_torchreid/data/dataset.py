@@ -66,6 +66,21 @@ def read_frame(path: str, tracklet_index: int = -1, pid: Any = None) -> Image.Im
 
 
 def _sorted_frames(img_paths: Sequence[str]) -> tuple:
+    """The paths in file-name order (ties: the whole path). When they all lie in one folder, as
+    a tracklet's frames do, that is their plain string order, found without splitting each path
+    (MARS: 1.2M frames, several seconds saved at start-up).
+
+    Example:
+        >>> _sorted_frames(["b/0002.jpg", "a/0003.jpg", "c/0001.jpg"])
+        ('c/0001.jpg', 'b/0002.jpg', 'a/0003.jpg')
+    """
+    plain = sorted(img_paths)
+    folder = os.path.dirname(plain[0]) if plain else ""
+    prefix = folder + os.sep if folder else ""
+    # in string order every path between two of folder/ is in folder/ too; no deeper separator
+    if (os.altsep is None and plain and plain[-1].startswith(prefix)
+            and "".join(plain).count(os.sep) == len(plain) * prefix.count(os.sep)):
+        return tuple(plain)
     return tuple(sorted(img_paths, key=lambda p: (os.path.basename(p), p)))
 
 
