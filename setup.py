@@ -29,6 +29,12 @@ INSTALL_REQUIRES = read_requirements("base.txt") + read_requirements("pypi-torch
 # tools/export.py: ONNX files (torch's torch.export-based exporter needs onnxscript) checked
 # with onnxruntime; TorchScript needs nothing more
 EXPORT_REQUIRES = ["onnx", "onnxscript", "onnxruntime"]
+# tfclip_torchreid.search and tools/search.py: gallery indices on faiss (CPU build; tested with
+# faiss-cpu 1.15.1)
+SEARCH_REQUIRES = ["faiss-cpu"]
+# tools/video_reid.py, tools/make_synthetic_videos.py (tfclip_torchreid.video, testing.videos):
+# PyAV reads and writes the videos (its wheels bring FFmpeg)
+VIDEO_REQUIRES = ["av"]
 # tools/visualize.py --tsne (tfclip_torchreid.visualize.draw_tsne); the ranked pictures need none
 VIZ_REQUIRES = ["matplotlib", "scikit-learn", "threadpoolctl"]
 # model.peft lora: LoRA through Hugging Face's peft (imported only when a LoRA model is built);
@@ -54,10 +60,12 @@ setup(
     package_data={"tfclip_torchreid.models": ["model_configs/*.json"],
                   CONFIGS: ["*.yaml", "paper/*.yaml", "paper/*.json"]},
     install_requires=INSTALL_REQUIRES,
-    extras_require={"export": EXPORT_REQUIRES, "viz": VIZ_REQUIRES, "peft": PEFT_REQUIRES,
+    extras_require={"export": EXPORT_REQUIRES, "search": SEARCH_REQUIRES, "viz": VIZ_REQUIRES,
+                    "video": VIDEO_REQUIRES, "peft": PEFT_REQUIRES,
                     # setuptools, wheel: tests/test_paper_tables.py builds the package offline;
                     # import-linter: tests/test_layers.py checks the layers of pyproject.toml
                     "test": ["pytest>=7", "ruff", "import-linter>=2.1", "setuptools>=61", "wheel",
-                             *EXPORT_REQUIRES, *VIZ_REQUIRES, *PEFT_REQUIRES]},
+                             *EXPORT_REQUIRES, *SEARCH_REQUIRES, *VIZ_REQUIRES, *VIDEO_REQUIRES,
+                             *PEFT_REQUIRES]},
     keywords=["person re-identification", "video reid", "CLIP", "torchreid"],
 )

@@ -15,13 +15,13 @@ frame axes under ``-m slow``.
 from __future__ import annotations
 
 import importlib.util
-import os
 import os.path as osp
 from typing import Any, Dict
 
 import numpy as np
 import pytest
 import torch
+from train_helpers import count_loads
 
 from tfclip_torchreid.export import (
     ExportWrapper,
@@ -257,19 +257,6 @@ def test_cli_exports_a_checkpoint(tmp_path, capsys):
     assert _cli().main(["--format", "onnx"]) == 2  # neither --arch nor --weights
 
 
-def _count_loads(monkeypatch, path: str) -> list:
-    """Every ``torch.load`` of ``path`` from now on (a list that grows)."""
-    calls, real = [], torch.load
-
-    def counting(f, *args, **kwargs):
-        if isinstance(f, (str, os.PathLike)) and osp.abspath(f) == osp.abspath(path):
-            calls.append(f)
-        return real(f, *args, **kwargs)
-
-    monkeypatch.setattr(torch, "load", counting)
-    return calls
-
-
 def test_cli_exports_a_plain_two_camera_state_dict_without_camera_num(tmp_path, capsys,
                                                                       monkeypatch):
     """The camera count of weights that do not describe themselves comes from ``cv_embed``;
@@ -277,7 +264,7 @@ def test_cli_exports_a_plain_two_camera_state_dict_without_camera_num(tmp_path, 
     model = tiny_model("tfclip_tiny", camera_num=2)
     plain = str(tmp_path / "plain.pth")
     torch.save({"state_dict": model.state_dict(), "epoch": 4}, plain)
-    loads = _count_loads(monkeypatch, plain)
+    loads = count_loads(monkeypatch, plain)
     out = str(tmp_path / "plain.pt")
     rc = _cli().main(["--arch", "tfclip_tiny", "--weights", plain, "--format", "torchscript",
                       "--out", out, "--frames", "2"])

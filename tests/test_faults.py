@@ -20,7 +20,14 @@ import warnings
 
 import pytest
 import torch
-from train_helpers import REPO, TrainProcess, assert_identical, file_hashes, tiny_config
+from train_helpers import (
+    REPO,
+    TrainProcess,
+    assert_identical,
+    count_loads,
+    file_hashes,
+    tiny_config,
+)
 
 from tfclip_torchreid import compat, runner
 from tfclip_torchreid.data.datamanager import build_test_loader
@@ -257,19 +264,6 @@ def test_weights_flag_rebuilds_the_described_model(mars_root, tap_checkpoint, tm
                      "--root", str(tmp_path / "none"), "--save-dir", str(tmp_path / "x")])
 
 
-def _count_loads(monkeypatch, path: str) -> list:
-    """Every ``torch.load`` of ``path`` from now on (a list that grows)."""
-    calls, real = [], torch.load
-
-    def counting(f, *args, **kwargs):
-        if isinstance(f, (str, os.PathLike)) and osp.abspath(f) == osp.abspath(path):
-            calls.append(f)
-        return real(f, *args, **kwargs)
-
-    monkeypatch.setattr(torch, "load", counting)
-    return calls
-
-
 def test_resume_reads_the_checkpoint_once(mars_root, tmp_path, monkeypatch):
     """``--resume`` resolves the checkpoint once: the model built from it and the training state
     restored from it come from one read of the file."""
@@ -279,7 +273,7 @@ def test_resume_reads_the_checkpoint_once(mars_root, tmp_path, monkeypatch):
             "data.workers", "0", "train.batch_size", "8", "train.memory_cache_dir", "none",
             "test.batch_size", "8", "--save-dir", save]
     runner.main([*args, "train.max_epoch", "1"])
-    loads = _count_loads(monkeypatch, osp.join(save, "checkpoints", "latest.pth"))
+    loads = count_loads(monkeypatch, osp.join(save, "checkpoints", "latest.pth"))
     out = runner.main([*args, "train.max_epoch", "2", "--resume", "auto"])
     assert len(loads) == 1 and "mars" in out["after"]
     assert load_checkpoint(osp.join(save, "checkpoints", "latest.pth"))["epoch"] == 2
@@ -292,7 +286,7 @@ def test_checkpoint_options_win_over_a_config_file(mars_root, tap_checkpoint, tm
     option the file says otherwise is logged; options typed on the command line win, logged
     too. The weights file is read once per run."""
     caplog.set_level(logging.INFO, logger="tfclip_torchreid")
-    loads = _count_loads(monkeypatch, tap_checkpoint)
+    loads = count_loads(monkeypatch, tap_checkpoint)
     base = ["--evaluate-only", "--weights", tap_checkpoint, "--config-file",
             osp.join(REPO, "configs", "tfclip_vitb16_mars.yaml"), "--root", mars_root,
             "data.workers", "0", "test.batch_size", "8", "data.seq_len", "4"]

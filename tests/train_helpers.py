@@ -156,3 +156,16 @@ def file_hashes(folder: str) -> dict:
         with open(path, "rb") as f:
             out[osp.basename(path)] = hashlib.sha256(f.read()).hexdigest()
     return out
+
+
+def count_loads(monkeypatch, path: str) -> list:
+    """Every ``torch.load`` of ``path`` from now on (a list that grows)."""
+    calls, real = [], torch.load
+
+    def counting(f, *args, **kwargs):
+        if isinstance(f, (str, os.PathLike)) and osp.abspath(f) == osp.abspath(path):
+            calls.append(f)
+        return real(f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", counting)
+    return calls

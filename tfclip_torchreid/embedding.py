@@ -68,16 +68,19 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, NamedTuple, Se
 import numpy as np
 import torch
 import torch.nn as nn
+from torch.utils.data import DataLoader, Subset
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from .data.datamanager import build_test_loader
 from .data.datasets import folder_tracklets, parse_frame
+from .data.distributed import shard_indices
 from .data.frame_checks import FrameCheckError, check_frames, decode_problems
 from .data.transforms import build_sequence_transforms, norm_stats
 from .engine.evaluation import DenseEvaluator
 from .export import uses_cameras
 from .metrics.rank import RankMetrics, rank_metrics
 from .models.weights import arch_preprocess
+from .utils.distributed import get_rank, get_world_size, is_dist
 from .utils.feature_files import (
     H5_EXTENSIONS,
     Tracklet,
@@ -89,11 +92,15 @@ from .visualize import rank_gallery
 
 logger = logging.getLogger(__name__)
 
+#: the features of a batch of clips: ``forward(clips (n, T, 3, H, W), cam_ids (n,) or None)``
+Forward = Callable[[torch.Tensor, Any], torch.Tensor]
+
 __all__ = ["IMAGE_EXTENSIONS", "Tracklet", "parse_ids", "discover_tracklets", "embed_tracklets",
            "resolve_norm", "check_tracklet_frames", "weights_digest", "EmbeddingError",
            "EmbeddingInterrupted", "SKIP_FLAG",
            "embed_folder", "feature_index", "save_embeddings", "load_embeddings", "rank_table",
-           "write_rank_table", "ranking_metrics", "RANK_TABLE_COLUMNS", "H5_EXTENSIONS"]
+           "write_rank_table", "ranking_metrics", "RANK_TABLE_COLUMNS", "H5_EXTENSIONS",
+           "shard_batches"]
 
 #: image files recognised as frames (torchvision's list)
 IMAGE_EXTENSIONS = tuple(IMG_EXTENSIONS)
@@ -293,7 +300,9 @@ def _check_cameras(tracklets: Sequence[Tracklet], camera_num: int) -> None:
     for t in tracklets:
         if not 0 <= t.camid < camera_num:
             raise ValueError(
-                f"tracklet {t.name}: camera id {t.camid} (from {osp.basename(t.paths[0])}) is "
+                f"tracklet {t.name}: camera id {t.camid}"
+                + (f" (from {osp.basename(t.paths[0])})" if isinstance(t.paths[0], str) else "")
+                + " is "
                 f"outside the model's SIE cameras 0..{camera_num - 1}; embed without parsed ids "
                 "(parse_names=False / --no-parse-ids: camera 0 for every tracklet) or use a "
                 "model trained with these cameras")
@@ -332,17 +341,42 @@ def resolve_norm(model: nn.Module, norm: Any = None) -> Tuple[List[float], List[
     return [float(m) for m in mean], [float(s) for s in std]
 
 
+def shard_batches(loader: DataLoader, rank: int, world_size: int) -> DataLoader:
+    """``loader`` restricted to rank ``rank``'s contiguous run of whole batches.
+
+    Every batch is the one a single process would form (same tracklets, same clips per forward
+    pass), so the features gathered from ranks ``0..world_size-1`` in order equal one process's
+    (``index`` in the batches stays the tracklet's position in the full list).
+
+    Example:
+        >>> loader = DataLoader(list(range(10)), batch_size=3)
+        >>> [b.tolist() for b in shard_batches(loader, 1, 2)]
+        [[6, 7, 8], [9]]
+    """
+    size = int(loader.batch_size)
+    batches = shard_indices(-(-len(loader.dataset) // size), rank, world_size)
+    rows = range(batches.start * size, min(batches.stop * size, len(loader.dataset)))
+    return DataLoader(Subset(loader.dataset, rows), batch_size=size, shuffle=False,
+                      drop_last=False, collate_fn=loader.collate_fn,
+                      num_workers=loader.num_workers, pin_memory=loader.pin_memory)
+
+
+def _this_rank(loader: DataLoader) -> DataLoader:
+    return shard_batches(loader, get_rank(), get_world_size())
+
+
 def embed_tracklets(model: nn.Module, tracklets: Sequence[Tracklet], seq_len: int = 8,
                     batch_size: int = 8, norm: Any = None,
                     device: str | torch.device | None = None, workers: int = 0,
                     max_clips: int = 64,
                     progress: bool | Callable[[Iterable[dict], str], Iterator[dict]] = True,
-                    desc: str = "embedding") -> np.ndarray:
+                    desc: str = "embedding", forward: Forward | None = None) -> np.ndarray:
     """Dense-protocol test features ``(N, feature_dim)`` float32 of ``tracklets``, in order.
 
     Args:
         model: a TF-CLIP model (set to eval mode); its ``cfg.image_size`` sets the frame size.
-        tracklets: from :func:`discover_tracklets`.
+        tracklets: from :func:`discover_tracklets`; or tracklets whose ``paths`` are RGB PIL
+            images in temporal order (crops of a video, :mod:`tfclip_torchreid.video`).
         seq_len: frames per clip (8 in TF-CLIP; 1 for image models).
         batch_size: tracklets per loader batch (each brings all of its clips).
         norm: the frames' normalisation: the weights' ``(mean, std)``
@@ -354,6 +388,14 @@ def embed_tracklets(model: nn.Module, tracklets: Sequence[Tracklet], seq_len: in
         progress: show a progress bar (tqdm, on stderr); or ``progress(loader, desc)``, a
             wrapper of the loader's batches.
         desc: label of the progress bar and of errors.
+        forward: ``forward(clips, cam_ids or None) -> (n, D)``, run instead of the model's test
+            forward (e.g. the model exported to ONNX, in ONNX Runtime); the model still gives
+            the frame size, the cameras and the normalisation.
+
+    Inside an initialised ``torch.distributed`` process group (``torchrun``), every process
+    calls this with the same arguments: each embeds its share of whole batches
+    (:func:`shard_batches`) and every process returns all the features, in order, equal to
+    what one process computes.
     """
     if not tracklets:
         raise ValueError("no tracklets to embed")
@@ -370,14 +412,17 @@ def embed_tracklets(model: nn.Module, tracklets: Sequence[Tracklet], seq_len: in
     loader = build_test_loader([(t.paths, t.pid, t.camid) for t in tracklets], seq_len, "dense",
                                transform, batch_size, workers, pin_memory=device.type == "cuda")
 
-    def forward(clips: torch.Tensor, cams: torch.Tensor) -> torch.Tensor:
-        return model(clips, cams if cameras else None)
+    run = forward if forward is not None else model
+
+    def features(clips: torch.Tensor, cams: torch.Tensor) -> torch.Tensor:
+        return run(clips, cams if cameras else None)
 
     bar = _ProgressBar(len(tracklets), desc) if progress is True else None
     try:
         evaluator = DenseEvaluator(device=device, max_clips=max_clips,
-                                   progress=bar or (progress if callable(progress) else None))
-        out = evaluator.extract(loader, forward, desc)
+                                   progress=bar or (progress if callable(progress) else None),
+                                   shard=_this_rank if is_dist() else None)
+        out = evaluator.extract(loader, features, desc)
     finally:
         if bar is not None:
             bar.close()

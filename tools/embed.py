@@ -28,9 +28,15 @@ the mean / std the weights were trained with (recorded in this package's checkpo
 entry's for ``zoo:NAME``, e.g. 0.5 / 0.5 for the CLIP-ReID ViTs; the arch's documented default
 for other files).
 
+Several processes (``torchrun --nproc_per_node=N tools/embed.py ...``, one per GPU, or gloo
+processes on CPUs) share the embedding: each takes a contiguous run of whole batches and the
+features are gathered in order, so the files are the ones a single process writes; only the
+first process writes files and prints.
+
 Examples:
     python tools/embed.py --weights log/mars/checkpoints/latest.pth --input tracks/ --out f.npy
     python tools/embed.py --weights W --query q/ --gallery g/ --out out/mars.h5 --topk 10
+    torchrun --nproc_per_node=4 tools/embed.py --weights W --input tracks/ --out f.npy
 """
 
 from __future__ import annotations
@@ -59,6 +65,12 @@ from tfclip_torchreid.embedding import (
 from tfclip_torchreid.export import load_inference_model
 from tfclip_torchreid.models import list_archs, resolve_weights
 from tfclip_torchreid.models.weights import arch_preprocess
+from tfclip_torchreid.utils.distributed import (
+    cleanup,
+    init_distributed,
+    is_dist,
+    is_main_process,
+)
 from tfclip_torchreid.utils.logger import console_logging
 from tfclip_torchreid.visualize import feature_distances
 
@@ -129,6 +141,8 @@ def _embed(model: torch.nn.Module, folder: str, out: str, args: argparse.Namespa
             seq_len=args.seq_len, batch_size=args.batch_size, norm=norm, device=args.device,
             workers=args.workers, max_clips=args.max_clips, progress=not args.quiet, desc=desc)
     except (EmbeddingError, EmbeddingInterrupted) as err:
+        if not is_main_process():
+            raise
         files = save_embeddings(partial, err.features, err.index)
         note = (f"the features of the {len(err.features)} tracklets embedded before are in "
                 f"{', '.join(files)} (marked partial in the index's meta)")
@@ -136,6 +150,8 @@ def _embed(model: torch.nn.Module, folder: str, out: str, args: argparse.Namespa
             print(f"=> {err}: {note}", file=sys.stderr)
             raise
         raise RuntimeError(f"{err} {note[0].upper()}{note[1:]}.") from err
+    if not is_main_process():
+        return feats, index
     files = save_embeddings(out, feats, index)
     stale = [f for f in _output_files(partial) if osp.isfile(f)]
     for f in stale:
@@ -149,13 +165,28 @@ def _embed(model: torch.nn.Module, folder: str, out: str, args: argparse.Namespa
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Runs the tool with the package's log lines shown on stdout."""
-    with console_logging():
-        return _run(argv)
+    """Runs the tool with the package's log lines shown on stdout (one process or, under
+    torchrun, each of several)."""
+    joined = is_dist()  # a caller's process group stays theirs
+    distributed = init_distributed()
+    try:
+        with console_logging():
+            return _run(argv, distributed)
+    finally:
+        if distributed and not joined:
+            cleanup()
 
 
-def _run(argv: list[str] | None = None) -> int:
+def _rank_device(device: str) -> str:
+    """Each torchrun process's own GPU (``cuda`` -> ``cuda:LOCAL_RANK``)."""
+    return f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if device == "cuda" else device
+
+
+def _run(argv: list[str] | None = None, distributed: bool = False) -> int:
     args = build_parser().parse_args(argv)
+    if distributed:
+        args.device = _rank_device(args.device)
+        args.quiet = args.quiet or not is_main_process()
     if (args.query is None) != (args.gallery is None):
         print("error: --query and --gallery go together", file=sys.stderr)
         return 2
@@ -173,9 +204,11 @@ def _run(argv: list[str] | None = None) -> int:
               f"{model.cfg.camera_num} SIE cameras", file=sys.stderr)
     preprocess = weights.preprocess if weights is not None else arch_preprocess(args.arch)
     norm = args.norm or preprocess.norm
-    print(f"=> frames: {model.cfg.image_size[0]}x{model.cfg.image_size[1]}, "
-          + (f"--norm {args.norm}" if args.norm else
-             f"mean {list(preprocess.mean)} / std {list(preprocess.std)} ({preprocess.source})"))
+    if is_main_process():
+        print(f"=> frames: {model.cfg.image_size[0]}x{model.cfg.image_size[1]}, "
+              + (f"--norm {args.norm}" if args.norm else
+                 f"mean {list(preprocess.mean)} / std {list(preprocess.std)} "
+                 f"({preprocess.source})"))
     digest = weights_digest(model)
     if args.input is not None:
         _embed(model, args.input, args.out, args, "embedding", norm, digest)
@@ -185,6 +218,8 @@ def _run(argv: list[str] | None = None) -> int:
                          digest)
     gf, g_index = _embed(model, args.gallery, _derived(args.out, "gallery"), args, "gallery",
                          norm, digest)
+    if not is_main_process():
+        return 0
     distmat = feature_distances(qf, gf)
     query = [{**it, "name": osp.join(args.query, it["name"])} for it in q_index["items"]]
     gallery = [{**it, "name": osp.join(args.gallery, it["name"])} for it in g_index["items"]]

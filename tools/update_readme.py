@@ -18,13 +18,20 @@ and is rewritten here from code or from a run, never by hand, so it cannot go st
 * ``rank``: ``tools/bench_rank.py``; ``train-step``: ``tools/bench_train_step.py`` (ViT-B/16 on
   the CPU); ``peft``: ``tools/bench_peft.py`` (parameter-efficient modes beside full fine-tuning,
   ViT-B/16 on the CPU); ``extract``: ``tools/bench_extract.py``; ``export``: ``tools/export.py`` on
-  the ``demo`` run's checkpoint and on a full-size ``tfclip_vitb16``. Timings: not checked.
+  the ``demo`` run's checkpoint and on a full-size ``tfclip_vitb16``; ``search``:
+  ``tools/bench_search.py`` at 1M tracklets (compressed index) and exact at a small size;
+  ``video``: ``tools/bench_video.py f1`` on the ``demo`` run's checkpoint (both pairwise F1s,
+  frames/s and cosine to float32 per backend, in one run) and ``tools/bench_video.py speed`` on
+  ViT-B/16; ``scale``: the fraction-1 MARS run of ``tools/bench_scale.py``, read from
+  ``benchmarks/scale_mars.json`` (written by the command it records, ``--json-out``). Timings:
+  not checked.
 
 Examples:
     python tools/update_readme.py                           # everything (about an hour)
     python tools/update_readme.py --sections switches models paper-table-2
     python tools/update_readme.py --sections demo pictures export demo-clipreid \\
         demo-clipreid-market demo-rn50                      # the demos (about 15 minutes)
+    python tools/update_readme.py --sections video          # after demo (about 5 minutes)
     python tools/update_readme.py --check                   # exit 1 if a code block is stale
 """
 
@@ -229,6 +236,43 @@ def rank() -> str:
     return "\n".join(lines)
 
 
+#: the fraction-1 MARS run of tools/bench_scale.py (about 15 minutes on 2 cores, so it is read from
+#: its results file; the command that wrote the file is recorded in it)
+SCALE_RESULTS = osp.join(REPO, "benchmarks", "scale_mars.json")
+
+
+def scale() -> str:
+    """The ``scale`` block from :data:`SCALE_RESULTS` (rerun its ``command`` to refresh it)."""
+    with open(SCALE_RESULTS) as f:
+        r = json.load(f)
+    goals = {"<= 5 min": r["start_to_first_step_s"] <= 300,
+             "<= 30 s": r["start_to_first_step_cached_s"] <= 30,
+             "<= 10 s": r["eval_s"] <= 10, "<= 4 GB": r["peak_rss_gb"] <= 4}
+    rows = [
+        ("tree", f"{r['frames']:,} frames, {r['tracklets']:,} tracklets (fraction "
+                 f"{r['fraction']:g} of {r['dataset'].upper()})", ""),
+        ("parse (pre-check + torchreid)", f"{r['parse_s']:.1f} s", ""),
+        ("data manager, model, engine", f"{r['build_s']:.1f} s", ""),
+        ("frame check, cold / cached", f"{r['frame_check_s']:.1f} s / "
+                                       f"{r['frame_check_cached_s']:.1f} s", ""),
+        ("CLIP-Memory pass", f"{r['memory_init_frames_per_s']:.0f} frames/s "
+                             f"({r['memory_init_s'] / 60:.0f} min projected)", ""),
+        ("dense test", f"{r['dense_test_frames_per_s']:.0f} frames/s", ""),
+        ("first training step", f"{r['first_step_s']:.1f} s", ""),
+        ("start to first step, cold", f"{r['start_to_first_step_s'] / 60:.1f} min", "<= 5 min"),
+        ("start to first step, cached", f"{r['start_to_first_step_cached_s']:.0f} s", "<= 30 s"),
+        ("evaluation {:,} x {:,} ({}-d)".format(*r["eval_size"]), f"{r['eval_s']:.2f} s",
+         "<= 10 s"),
+        ("peak memory of the process tree", f"{r['peak_rss_gb']:.2f} GB", "<= 4 GB"),
+    ]
+    lines = [f"`{r['command']}` ({r['cpus']} cores, load average "
+             f"{r['load_average'][0]:.1f} while measured):", "",
+             "| step | measured | goal |", "|---|---|---|"]
+    lines += [f"| {a} | {b} | {c + (' (met)' if goals[c] else ' (not met)') if c else ''} |"
+              for a, b, c in rows]
+    return "\n".join(lines)
+
+
 def train_step() -> str:
     out = subprocess.run(
         [PY, osp.join(REPO, "tools", "bench_train_step.py"), "--arch", "tfclip_vitb16",
@@ -328,6 +372,114 @@ def export() -> str:
                       "demo timings:", ""] + lines)
 
 
+#: tools/bench_search.py runs of the ``search`` block (2048-d): the compressed index at 1M
+#: tracklets, the exact one at 100k (it holds a queries x gallery distance matrix to compare)
+SEARCH_RUNS = (["--gallery", "1000000"], ["--gallery", "100000", "--queries", "100", "--exact"])
+
+
+def search_table(rows: List[dict]) -> str:
+    """The ``search`` block from ``tools/bench_search.py --json`` results.
+
+    Example:
+        >>> row = {"index": "Flat", "params": "", "gallery": 10, "queries": 5, "build_s": 1.0,
+        ...        "index_gb": 0.5, "store_gb": 0.0, "peak_rss_gb": 1.0, "queries_per_s": 20.0,
+        ...        "queries_per_cpu_s": 25.0, "recall_at_10": 1.0, "exact_equal": True,
+        ...        "load_avg": [2.0, 2.0, 2.0]}
+        >>> search_table([row]).splitlines()[-1]
+        '| Flat | 10 | 5 | 1 s | 0.50 GB | - | 1.00 GB | 20 | 25 | 1.000 | yes | 2.0 |'
+    """
+    lines = ["| index | gallery | queries | build | in memory | on disk | peak RSS | queries/s "
+             "| queries/CPU s | recall@10 | = ranker | load |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        name = f"{r['index']} ({r['params']})" if r["params"] else r["index"]
+        disk = f"{r['store_gb']:.2f} GB" if r["store_gb"] else "-"
+        equal = {True: "yes", False: "no"}.get(r.get("exact_equal"), "-")
+        lines.append(f"| {name} | {r['gallery']:,} | {r['queries']:,} | {r['build_s']:.0f} s | "
+                     f"{r['index_gb']:.2f} GB | {disk} | {r['peak_rss_gb']:.2f} GB | "
+                     f"{r['queries_per_s']:,.0f} | {r['queries_per_cpu_s']:,.0f} | "
+                     f"{r['recall_at_10']:.3f} | {equal} | "
+                     f"{r['load_avg'][0]:.1f} |")
+    return "\n".join(lines)
+
+
+def search() -> str:
+    """``tools/bench_search.py --json`` for each of :data:`SEARCH_RUNS`, one table row each."""
+    rows = []
+    for args in SEARCH_RUNS:
+        out = subprocess.run([PY, osp.join(REPO, "tools", "bench_search.py"), *args, "--json"],
+                             check=True, capture_output=True, text=True).stdout
+        rows.append(json.loads(out.strip().splitlines()[-1]))
+        print(f"   bench_search.py {' '.join(args)}: {json.dumps(rows[-1])}", flush=True)
+    return search_table(rows)
+
+
+def _bench_video(args: List[str], cwd: str) -> dict:
+    """Run tools/bench_video.py; its last line printed is its JSON."""
+    cmd = [PY, osp.join(REPO, "tools", "bench_video.py"), *args]
+    print("$ " + " ".join(cmd), flush=True)
+    out = subprocess.run(cmd, cwd=cwd, check=True, capture_output=True, text=True,
+                         env=dict(os.environ, HF_HUB_OFFLINE="1")).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+#: the arguments of README's video commands, run in the demo's folder (its checkpoint as README names it)
+VIDEO_F1 = ("f1", "--weights", "log/demo/checkpoints/latest.pth", "--out", "log/video_f1")
+VIDEO_SPEED = ("speed", "--arch", "tfclip_vitb16", "--clips", "4", "--frames", "8")
+
+
+def _load(r: dict) -> str:
+    return (f"load average {r['load_average_before'][0]:.1f} before, "
+            f"{r['load_average_after'][0]:.1f} after, {r['cpus']} CPUs, {r['threads']} threads")
+
+
+def video() -> str:
+    """``tools/bench_video.py f1`` on the demo's checkpoint (run the ``demo`` section first) on the
+    default synthetic 3-camera set, every backend; then ``speed`` on ``tfclip_vitb16``."""
+    demo = osp.join(RUNS, "demo")
+    _demo_save_dir()  # the demo's checkpoint must be there
+    with tempfile.TemporaryDirectory() as tmp:
+        f1 = _bench_video([*VIDEO_F1[:-1], osp.join(tmp, "video_f1")], cwd=demo)
+        speed = _bench_video([*VIDEO_SPEED, "--out", osp.join(tmp, "speed"), "--cache-dir",
+                              osp.join(tmp, "onnx")], cwd=demo)
+    runs = f1["runs"]
+    first = runs["pytorch"]["trained"]
+    lines = [f"`python tools/bench_video.py {' '.join(VIDEO_F1)}` (the demo's checkpoint and an "
+             f"untrained `tfclip_tiny` on the same {len(f1['videos'])}-camera synthetic set: "
+             f"{first['tracks']} tracks, {first['true_pairs']} true cross-camera pairs; one run, "
+             f"{_load(f1)}):", "",
+             "| backend | pairwise F1, demo model | pairwise F1, untrained | gain | "
+             "video frames/s (demo model) | crops embedded/s | cosine to PyTorch float32 (min) |",
+             "|---|---|---|---|---|---|---|"]
+    for backend, r in runs.items():
+        t, u = r["trained"], r["untrained"]
+        cosine = f"{t['cosine_to_pytorch_min']:.4f}" if "cosine_to_pytorch_min" in t else "-"
+        lines.append(f"| {backend} | **{t['pairwise_f1']:.3f}** (P {t['pairwise_precision']:.2f}, "
+                     f"R {t['pairwise_recall']:.2f}) | **{u['pairwise_f1']:.3f}** "
+                     f"(P {u['pairwise_precision']:.2f}, R {u['pairwise_recall']:.2f}) | "
+                     f"{t['pairwise_f1'] - u['pairwise_f1']:+.3f} | {t['video_frames_per_s']:.0f} | "
+                     f"{t['crops_per_s']:.0f} | {cosine} |")
+    lines += ["", "With the ground truth in hindsight (PyTorch): median cosine distance of one "
+              "person in two cameras / of two people overlapping in one camera, and the best "
+              "pairwise F1 of any threshold:", "",
+              "| model | camera bias | one person, two cameras | two people, one camera | "
+              "best F1 (threshold) |", "|---|---|---|---|---|"]
+    for name, what in (("trained", "demo model"), ("untrained", "untrained `tfclip_tiny`")):
+        for how, label in (("camera_bias_kept", "kept"), ("camera_bias_removed", "removed")):
+            h = runs["pytorch"][name][how]
+            lines.append(f"| {what} | {label} | {h['median_same_person_two_cameras']:.2f} | "
+                         f"{h['median_two_people_one_camera']:.2f} | "
+                         f"{h['best_f1_in_hindsight']:.3f} ({h['best_threshold_in_hindsight']:.2f}) |")
+    lines += ["", f"`python tools/bench_video.py {' '.join(VIDEO_SPEED)}` (the test forward of "
+              f"ViT-B/16, random weights, 4 clips x 8 frames at 256x128; {_load(speed)}):", "",
+              "| backend | frames/s | max difference to PyTorch | cosine to PyTorch float32 (min) |",
+              "|---|---|---|---|"]
+    for backend, r in speed["forward"].items():
+        lines.append(f"| {backend} | {r['frames_per_s']:.1f} | {r['max_abs_diff_to_pytorch']:.1e} | "
+                     f"{r['cosine_to_pytorch_min']:.4f} |")
+    return "\n".join(lines)
+
+
 SECTIONS: Dict[str, Callable[[], str]] = {
     "switches": switches,
     "models": models,
@@ -339,6 +491,9 @@ SECTIONS: Dict[str, Callable[[], str]] = {
     "peft": peft,
     "extract": extract,
     "export": export,
+    "search": search,
+    "video": video,
+    "scale": scale,
 }
 CODE_SECTIONS = ("switches", "models", "paper-table-2")
 

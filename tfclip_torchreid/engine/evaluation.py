@@ -148,6 +148,9 @@ class DenseEvaluator:
         if self.progress is not None:
             def wrap(it: Iterable[dict]) -> Iterable[dict]:
                 return self.progress(it, desc)
+        if self.shard is not None and len(loader) == 0:  # fewer batches than processes
+            feats, index, pids, camids = all_gather_ordered(None, None, None, None)
+            return TrackletFeatures(feats, index, pids, camids, 0)
         out = extract_features(loader, forward or self._test_forward, self.device,
                                self.max_clips, self.autocast, wrap, desc)
         if self.shard is None:

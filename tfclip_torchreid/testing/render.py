@@ -23,7 +23,8 @@ from typing import Tuple
 import cv2
 import numpy as np
 
-__all__ = ["Appearance", "CameraStyle", "random_appearance", "random_camera", "render_tracklet"]
+__all__ = ["Appearance", "CameraStyle", "random_appearance", "random_camera", "render_figure",
+           "render_tracklet"]
 
 # Clothing palette (RGB). Identities draw from it with a small jitter, so many share colours.
 _PALETTE = np.array(
@@ -178,29 +179,25 @@ def _blur(img: np.ndarray, sigma: float) -> np.ndarray:
 _BG, _BOTTOM, _SKIN_L, _SHOES, _TOP, _TOP2, _HAIR_L, _BAG = range(8)
 
 
-def render_tracklet(
-    app: Appearance,
-    cam: CameraStyle,
-    num_frames: int,
-    height: int,
-    width: int,
-    rng: np.random.Generator,
-) -> np.ndarray:
-    """Render ``num_frames`` frames of one walking person seen by one camera.
+def render_figure(app: Appearance, num_frames: int, height: int, width: int,
+                  rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
+    """The walking figure of one person in a ``height x width`` detection box, frame by frame.
 
     The body is painted as a per-pixel part-label map (painter's order: back leg, front leg,
-    back arm, torso with pattern, bag, front arm, hair, head), coloured from the identity's
-    colour table and composited over a crop of the camera background; then shading,
-    illumination, camera cast, blur and noise are applied. All frames are drawn at once.
+    back arm, torso with pattern, bag, front arm, hair, head) and coloured from the identity's
+    colour table with a cylindrical shading; the figure fills 80-95 % of the box height and
+    moves inside it from frame to frame as a detector's box would (shift, scale), while its
+    limbs swing through a walking cycle.
 
     Returns:
-        uint8 array (num_frames, height, width, 3).
+        ``(body, mask)``: float32 RGB ``(num_frames, height, width, 3)`` (0 outside the figure)
+        and bool ``(num_frames, height, width)``, True on the figure.
 
     Example:
         >>> rng = np.random.default_rng(0)
-        >>> cam = random_camera(rng, 128, 64)
-        >>> render_tracklet(random_appearance(rng), cam, 8, 128, 64, rng).shape
-        (8, 128, 64, 3)
+        >>> body, mask = render_figure(random_appearance(rng), 2, 64, 32, rng)
+        >>> body.shape, mask.dtype, bool(0.15 < mask.mean() < 0.5)
+        ((2, 64, 32, 3), dtype('bool'), True)
     """
     T, H, W = int(num_frames), int(height), int(width)
     f32 = np.float32
@@ -299,7 +296,36 @@ def render_tracklet(
                       app.hair, bag]).astype(f32)
     person = lab > 0
     shade = 1.0 - 0.35 * np.minimum((u / (0.16 * b)) ** 2, 1.0)
-    body = table[lab] * shade[..., None]
+    return table[lab] * shade[..., None], person
+
+
+def render_tracklet(
+    app: Appearance,
+    cam: CameraStyle,
+    num_frames: int,
+    height: int,
+    width: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Render ``num_frames`` frames of one walking person seen by one camera.
+
+    The figure (:func:`render_figure`) is composited over a crop of the camera background; then
+    occluders, illumination, camera cast, blur and noise are applied. All frames are drawn at
+    once.
+
+    Returns:
+        uint8 array (num_frames, height, width, 3).
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> cam = random_camera(rng, 128, 64)
+        >>> render_tracklet(random_appearance(rng), cam, 8, 128, 64, rng).shape
+        (8, 128, 64, 3)
+    """
+    T, H, W = int(num_frames), int(height), int(width)
+    f32 = np.float32
+    f = np.arange(T, dtype=f32)[:, None, None]
+    body, person = render_figure(app, T, H, W, rng)
 
     # --- background: a per-frame crop of the camera texture (slow pan + jitter) ---
     bg = cam.background

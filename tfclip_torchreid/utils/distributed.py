@@ -59,13 +59,15 @@ def init_distributed(backend: str | None = None, timeout_s: int = 1800) -> bool:
     return True
 
 
-def all_gather_ordered(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Concatenate each rank's rows in rank order (tensors may differ in length across ranks)."""
+def all_gather_ordered(*tensors: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+    """Concatenate each rank's rows in rank order (tensors may differ in length across ranks;
+    a rank without rows passes ``None`` for each, at least one rank must have rows)."""
     if get_world_size() == 1:
         return tensors
     gathered: list[Any] = [None] * get_world_size()
-    dist.all_gather_object(gathered, [t.cpu() for t in tensors])
-    return tuple(torch.cat([g[i] for g in gathered]) for i in range(len(tensors)))
+    dist.all_gather_object(gathered, [None if t is None else t.cpu() for t in tensors])
+    return tuple(torch.cat([g[i] for g in gathered if g[i] is not None])
+                 for i in range(len(tensors)))
 
 
 def barrier() -> None:
