@@ -215,13 +215,20 @@ def test_numbers_take_the_type_of_their_key(tmp_path):
 
 
 # ------------------------------------------------------------------------------ 15: Ctrl-C
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_says_how_to_resume_without_a_traceback_and_the_run_resumes(mars_root, tmp_path,
                                                                         caplog):
     save = str(tmp_path / "run")
-    # many epochs, so that a busy machine reading the output late still finds the run going
+    # many epochs, so that a busy machine reading the output late still finds the run going;
+    # Ctrl-C's default disposition, as a terminal gives it: a suite started in the background
+    # (``cmd &`` in a script) ignores SIGINT, and children inherit an ignored signal
     proc = subprocess.Popen([sys.executable, TRAIN, *options(mars_root, max_epoch=40),
                              "--save-dir", save], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=subprocess_env(), cwd=REPO)
+                            stderr=subprocess.STDOUT, text=True, env=subprocess_env(), cwd=REPO,
+                            preexec_fn=_default_sigint)
     lines = []
     for line in proc.stdout:
         lines.append(line)
