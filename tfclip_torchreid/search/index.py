@@ -56,7 +56,6 @@ import logging
 import os
 import os.path as osp
 import struct
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
 from typing import Any, Dict, Iterator, List, NamedTuple, Sequence, Tuple
@@ -64,6 +63,7 @@ from typing import Any, Dict, Iterator, List, NamedTuple, Sequence, Tuple
 import numpy as np
 
 from ..metrics.rank import RankMetrics
+from ..utils.atomic import atomic_file
 from ..utils.feature_files import load_embeddings
 from .store import FeatureStore
 
@@ -495,29 +495,18 @@ class GalleryIndex:
         one."""
         faiss = require_faiss()
         path = osp.abspath(path)
-        folder = osp.dirname(path)
-        os.makedirs(folder, exist_ok=True)
         header = json.dumps(self._header()).encode()
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".index", dir=folder)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(_MAGIC + struct.pack("<Q", len(header)) + header)
-                at = f.tell()
-                f.write(struct.pack("<Q", 0))  # the index's length, filled in below
-                faiss.write_index(self.index, faiss.PyCallbackIOWriter(f.write))
-                end = f.tell()
-                f.seek(at)
-                f.write(struct.pack("<Q", end - at - 8))
-                f.seek(end)
-                if self.store is not None:
-                    self.store.write_to(f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if osp.exists(tmp):
-                os.remove(tmp)
-            raise
+        with atomic_file(path, "wb") as f:
+            f.write(_MAGIC + struct.pack("<Q", len(header)) + header)
+            at = f.tell()
+            f.write(struct.pack("<Q", 0))  # the index's length, filled in below
+            faiss.write_index(self.index, faiss.PyCallbackIOWriter(f.write))
+            end = f.tell()
+            f.seek(at)
+            f.write(struct.pack("<Q", end - at - 8))
+            f.seek(end)
+            if self.store is not None:
+                self.store.write_to(f)
         return path
 
     @classmethod

@@ -29,11 +29,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
+import os  # noqa: F401  (the docstring examples use it)
 import os.path as osp
 import pickle
 import re
-import tempfile
 import warnings
 import zipfile
 from typing import Any, Dict, Iterator, List, Mapping, Sequence, Tuple
@@ -43,6 +42,7 @@ import torch
 from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 
 from ..version import __version__
+from .atomic import atomic_file
 
 __all__ = ["save_checkpoint", "load_checkpoint", "save_json", "checkpoint_header", "read_header",
            "preprocess_entry", "unwrap_state_dict", "CheckpointFileError", "check_torch_file",
@@ -76,19 +76,8 @@ def _plain(obj: Any) -> Any:
 def save_checkpoint(state: dict, fpath: str) -> str:
     """Atomically write ``state`` to ``fpath`` (temp file + fsync + rename); returns ``fpath``."""
     fpath = osp.abspath(fpath)
-    folder = osp.dirname(fpath)
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pth", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(_plain(state), f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, fpath)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_file(fpath, "wb") as f:
+        torch.save(_plain(state), f)
     return fpath
 
 
@@ -102,17 +91,8 @@ def save_json(obj: Any, fpath: str, indent: int | None = 2) -> str:
         >>> json.load(open(path))
         {'mAP': 0.5}
     """
-    folder = osp.dirname(osp.abspath(fpath))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=indent)
-        os.replace(tmp, fpath)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_file(fpath, "w", fsync=False) as f:
+        json.dump(obj, f, indent=indent)
     return fpath
 
 
